@@ -1,0 +1,62 @@
+//! Container errors, with the exit code Docker's CLI gives each.
+
+use crate::error::EngineError;
+
+/// What went wrong with a container command.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("Conflict. The container name \"/{0}\" is already in use. You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse(String),
+    #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
+    Running(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("rootless containers need the vfs storage driver for now (--storage-driver vfs), or run as root")]
+    RootlessUnsupported,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Launch(#[from] berth_launch::Error),
+    #[error(transparent)]
+    Snapshot(#[from] berth_snapshot::SnapshotError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<berth_store::StoreError> for ContainerError {
+    fn from(e: berth_store::StoreError) -> Self {
+        ContainerError::Engine(e.into())
+    }
+}
+
+impl From<serde_json::Error> for ContainerError {
+    fn from(e: serde_json::Error) -> Self {
+        ContainerError::Engine(e.into())
+    }
+}
+
+impl ContainerError {
+    /// Docker's code: 127 for a command not found, 126 for one that cannot
+    /// be invoked, 125 when berth itself failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ContainerError::Launch(e) => e.exit_code().clamp(0, 255) as u8,
+            _ => 125,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ContainerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type CResult<T> = std::result::Result<T, ContainerError>;

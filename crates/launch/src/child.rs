@@ -1,0 +1,399 @@
+//! What runs in the forked child, from the fork to `execve`.
+//!
+//! The parent may be multithreaded (the monitor runs FUSE threads), so after
+//! fork only async-signal-safe work is allowed: no allocation, no locks, no
+//! logging. Everything is prepared in a [`ChildPlan`] before the fork; the
+//! child only makes syscalls and copies bytes into stack buffers.
+//!
+//! Protocol: the child blocks on the sync pipe until the parent has written
+//! its id maps and put it in its cgroup. Failures are reported on the error
+//! pipe as one record (`kind`, errno, message) in a single `write`; the pipe
+//! is close-on-exec, so a successful exec shows up as EOF with no record.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::caps::CapSets;
+use crate::error::Error;
+use crate::msg::MsgBuf;
+use crate::rootfs::{self, Op};
+use crate::sys::{Errno, Linux};
+
+/// Why the child gave up; the first byte of an error record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum FailKind {
+    Setup = 1,
+    NotFound = 2,
+    CannotInvoke = 3,
+}
+
+/// Everything the child needs, computed before the fork.
+pub(crate) struct ChildPlan {
+    pub rootfs_ops: Vec<Op>,
+    pub new_cgroupns: bool,
+    pub setsid: bool,
+    /// fds (all >= 3) to place on 0, 1, 2; `None` keeps the inherited one.
+    pub stdio: [Option<RawFd>; 3],
+    /// Make fd 0 the controlling terminal (pty mode).
+    pub controlling_tty: bool,
+    pub rlimits: Vec<(libc::c_int, libc::rlimit)>,
+    pub caps: Option<CapSets>,
+    pub no_new_privs: bool,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Option<Vec<libc::gid_t>>,
+    pub umask: libc::mode_t,
+    pub cwd: CString,
+    pub exec: ExecTarget,
+}
+
+/// The program to exec and where to look for it.
+pub(crate) struct ExecTarget {
+    /// Kept alive for the pointer arrays below.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// Full paths to try in order (`$PATH` search done up front).
+    candidates: Vec<CString>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ExecTarget {
+    pub fn new(args: &[String], env: &[String]) -> crate::Result<Self> {
+        let cs =
+            |v: &[String]| -> crate::Result<Vec<CString>> { v.iter().map(rootfs::cstr).collect() };
+        let argv = cs(args)?;
+        let envp = cs(env)?;
+        let first = args
+            .first()
+            .ok_or_else(|| Error::InvalidSpec("process.args is empty".into()))?;
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        let candidates = search_candidates(first, path)
+            .iter()
+            .map(rootfs::cstr)
+            .collect::<crate::Result<_>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        Ok(ExecTarget {
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            _argv: argv,
+            _envp: envp,
+            candidates,
+        })
+    }
+
+    /// Tries each candidate; returns only on failure, with the kind Docker
+    /// would report: 127 when nothing was found, 126 when something was
+    /// found but could not be run.
+    fn exec(&self) -> (FailKind, Errno) {
+        let mut denied = None;
+        for path in &self.candidates {
+            // SAFETY: NUL-terminated strings and null-terminated arrays that
+            // live as long as `self`.
+            unsafe {
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                )
+            };
+            match Errno::last() {
+                Errno::ENOENT | Errno::ENOTDIR => {}
+                Errno::EACCES => denied = Some(Errno::EACCES),
+                other => return (FailKind::CannotInvoke, other),
+            }
+        }
+        match denied {
+            Some(e) => (FailKind::CannotInvoke, e),
+            None => (FailKind::NotFound, Errno::ENOENT),
+        }
+    }
+}
+
+/// The paths `execvp` would try for `cmd` under `path`.
+pub(crate) fn search_candidates(cmd: &str, path: &str) -> Vec<String> {
+    if cmd.contains('/') {
+        return vec![cmd.to_string()];
+    }
+    path.split(':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            format!("{}/{cmd}", dir.trim_end_matches('/'))
+        })
+        .collect()
+}
+
+/// Writes one error record and exits. Never returns.
+pub(crate) fn fail(err_fd: RawFd, kind: FailKind, errno: Errno, what: &[u8]) -> ! {
+    let mut m = MsgBuf::new();
+    m.push(&[kind as u8])
+        .push(&(errno as i32).to_le_bytes())
+        .push(what);
+    let bytes = m.as_bytes();
+    // SAFETY: writing a stack buffer to a pipe, then exiting without
+    // running atexit handlers (they belong to the parent).
+    unsafe {
+        libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(match kind {
+            FailKind::NotFound => 127,
+            FailKind::CannotInvoke => 126,
+            FailKind::Setup => 125,
+        })
+    }
+}
+
+fn check(ret: libc::c_int, err_fd: RawFd, what: &CStr) -> libc::c_int {
+    if ret == -1 {
+        fail(err_fd, FailKind::Setup, Errno::last(), what.to_bytes());
+    }
+    ret
+}
+
+/// A syscall with three integer arguments, as the `libc` wrappers' -1/errno.
+fn raw_syscall3(
+    nr: libc::c_long,
+    a: libc::c_long,
+    b: libc::c_long,
+    c: libc::c_long,
+) -> libc::c_int {
+    // SAFETY: callers pass arguments valid for `nr`.
+    unsafe { libc::syscall(nr, a, b, c) as libc::c_int }
+}
+
+/// Exits the child if it ever unwinds: a panic must not carry the forked
+/// copy back into the caller's code (a second copy of the caller running).
+pub(crate) struct ExitOnUnwind;
+
+impl Drop for ExitOnUnwind {
+    fn drop(&mut self) {
+        // SAFETY: terminating the child without running the parent's handlers.
+        unsafe { libc::_exit(125) }
+    }
+}
+
+/// Resets what the parent may have changed (Rust ignores SIGPIPE; the
+/// monitor blocks signals) so the container starts with defaults.
+pub(crate) fn reset_signals() {
+    // SAFETY: sigset and signal calls on valid arguments.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Blocks until the parent says go; exits quietly if the parent went away.
+pub(crate) fn wait_for_go(sync_fd: RawFd) {
+    let mut b = 0u8;
+    // SAFETY: reading one byte into a stack variable.
+    let n = unsafe { libc::read(sync_fd, (&mut b as *mut u8).cast(), 1) };
+    if n != 1 {
+        // SAFETY: exiting the child.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// The child's work after the go signal: set up, then exec.
+pub(crate) fn run(plan: &ChildPlan, err_fd: RawFd) -> ! {
+    // SAFETY (whole function): raw syscalls on values prepared before the
+    // fork; errors are reported through `fail`.
+    unsafe {
+        if plan.new_cgroupns {
+            check(
+                libc::unshare(libc::CLONE_NEWCGROUP),
+                err_fd,
+                c"unshare cgroup namespace",
+            );
+        }
+        if plan.setsid {
+            check(libc::setsid(), err_fd, c"setsid");
+        }
+        for (target, fd) in plan.stdio.iter().enumerate() {
+            if let Some(fd) = fd {
+                check(
+                    libc::dup2(*fd, target as libc::c_int),
+                    err_fd,
+                    c"dup2 stdio",
+                );
+            }
+        }
+        if plan.controlling_tty {
+            check(
+                libc::ioctl(0, libc::TIOCSCTTY, 0),
+                err_fd,
+                c"set controlling terminal",
+            );
+        }
+        // Device nodes and dirs get exactly the modes the plan asks for.
+        libc::umask(0);
+        if let Err((op, errno)) = rootfs::run(&plan.rootfs_ops, &Linux) {
+            let mut m = MsgBuf::new();
+            op.describe(&mut m);
+            fail(err_fd, FailKind::Setup, errno, m.as_bytes());
+        }
+        for (resource, limit) in &plan.rlimits {
+            check(libc::setrlimit(*resource as _, limit), err_fd, c"setrlimit");
+        }
+        if let Some(caps) = &plan.caps {
+            if let Err(e) = caps.apply_bounding() {
+                fail(err_fd, FailKind::Setup, e, b"drop bounding capabilities");
+            }
+        }
+        // Credentials change through raw syscalls: glibc's wrappers
+        // broadcast the change to every thread it knows of and wait for
+        // them, and after a raw clone those threads do not exist here, so
+        // the child would hang forever in a futex.
+        if let Some(groups) = &plan.groups {
+            check(
+                raw_syscall3(
+                    libc::SYS_setgroups,
+                    groups.len() as _,
+                    groups.as_ptr() as _,
+                    0,
+                ),
+                err_fd,
+                c"setgroups",
+            );
+        }
+        // Keep permitted capabilities across the uid change; capset below
+        // then sets exactly the spec's sets.
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+            err_fd,
+            c"keep capabilities",
+        );
+        check(
+            raw_syscall3(
+                libc::SYS_setresgid,
+                plan.gid as _,
+                plan.gid as _,
+                plan.gid as _,
+            ),
+            err_fd,
+            c"setresgid",
+        );
+        check(
+            raw_syscall3(
+                libc::SYS_setresuid,
+                plan.uid as _,
+                plan.uid as _,
+                plan.uid as _,
+            ),
+            err_fd,
+            c"setresuid",
+        );
+        if let Some(caps) = &plan.caps {
+            if let Err(e) = caps.apply_sets() {
+                fail(err_fd, FailKind::Setup, e, b"set capabilities");
+            }
+        }
+        if plan.no_new_privs {
+            check(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                err_fd,
+                c"set no_new_privs",
+            );
+        }
+        libc::umask(plan.umask);
+        if libc::chdir(plan.cwd.as_ptr()) == -1 {
+            let mut m = MsgBuf::new();
+            m.push(b"chdir to cwd ").push(plan.cwd.to_bytes());
+            fail(err_fd, FailKind::Setup, Errno::last(), m.as_bytes());
+        }
+        // Nothing but stdio and the error pipe (close-on-exec) may leak
+        // into the container.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        let (kind, errno) = plan.exec.exec();
+        fail(err_fd, kind, errno, plan.exec._argv[0].to_bytes())
+    }
+}
+
+/// Decodes an error record read from the error pipe. `command` names the
+/// program for not-found messages.
+pub(crate) fn decode_failure(record: &[u8], command: &str) -> Error {
+    let (Some(&kind), Some(errno)) = (record.first(), record.get(1..5)) else {
+        return Error::Setup {
+            step: "container child exited during setup".into(),
+            source: io::Error::other("truncated error record"),
+        };
+    };
+    let errno = i32::from_le_bytes(errno.try_into().expect("4 bytes"));
+    let source = io::Error::from_raw_os_error(errno);
+    let what = String::from_utf8_lossy(&record[5..]).into_owned();
+    match kind {
+        k if k == FailKind::NotFound as u8 => Error::CommandNotFound {
+            command: command.to_string(),
+        },
+        k if k == FailKind::CannotInvoke as u8 => Error::CannotInvoke {
+            command: command.to_string(),
+            source,
+        },
+        _ => Error::Setup { step: what, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_search_lists_every_dir_and_keeps_explicit_paths() {
+        assert_eq!(
+            search_candidates("sh", "/bin:/usr/bin/::"),
+            vec!["/bin/sh", "/usr/bin/sh", "./sh", "./sh"]
+        );
+        assert_eq!(search_candidates("./run", "/bin"), vec!["./run"]);
+    }
+
+    #[test]
+    fn exec_target_uses_the_spec_path_and_rejects_empty_args() {
+        let t = ExecTarget::new(&["ls".into()], &["PATH=/x:/y".into()]).unwrap();
+        assert_eq!(t.candidates, vec![c"/x/ls".to_owned(), c"/y/ls".to_owned()]);
+        assert_eq!(t.argv_ptrs.len(), 2);
+        assert!(t.argv_ptrs[1].is_null());
+        assert!(matches!(
+            ExecTarget::new(&[], &[]),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn error_records_round_trip_to_the_right_error() {
+        let rec = |kind: FailKind, errno: i32, what: &[u8]| {
+            let mut v = vec![kind as u8];
+            v.extend_from_slice(&errno.to_le_bytes());
+            v.extend_from_slice(what);
+            v
+        };
+        let e = decode_failure(&rec(FailKind::NotFound, libc::ENOENT, b"x"), "nope");
+        assert_eq!(e.exit_code(), 127);
+        let e = decode_failure(&rec(FailKind::CannotInvoke, libc::EACCES, b"x"), "f");
+        assert_eq!(e.exit_code(), 126);
+        let e = decode_failure(&rec(FailKind::Setup, libc::EPERM, b"mount proc on /p"), "f");
+        assert_eq!(e.exit_code(), 125);
+        assert!(e.to_string().contains("mount proc on /p"), "{e}");
+        assert_eq!(decode_failure(&[1], "f").exit_code(), 125);
+    }
+}

@@ -1,0 +1,191 @@
+//! Copying filesystem entries with everything that makes them what they are:
+//! contents (reflinked or copied in the kernel where possible), owner, mode,
+//! xattrs, times, hard links, symlinks and device nodes.
+//!
+//! What the process may not do (chown to an unmapped id, a trusted. xattr
+//! without privilege, a device node in a user namespace) is skipped, as
+//! rootless tools do; everything else is an error.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, Timestamps, CWD};
+
+use crate::error::{Context, Result};
+use crate::sys;
+
+/// Hard links seen so far: (device, inode) of a source → the first copy.
+#[derive(Default)]
+pub(crate) struct Links(HashMap<(u64, u64), PathBuf>);
+
+/// Copies non-directory `src` (described by `meta`) to `dst`, which must not
+/// exist. A source with other links already copied becomes a link to the
+/// copy.
+pub(crate) fn copy_node(src: &Path, meta: &Metadata, dst: &Path, links: &mut Links) -> Result<()> {
+    if meta.nlink() > 1 {
+        let id = (meta.dev(), meta.ino());
+        if let Some(first) = links.0.get(&id) {
+            return std::fs::hard_link(first, dst).ctx("linking", dst);
+        }
+        links.0.insert(id, dst.to_path_buf());
+    }
+    let ft = meta.file_type();
+    if ft.is_file() {
+        copy_file(src, dst)?;
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(src).ctx("reading link", src)?;
+        std::os::unix::fs::symlink(&target, dst).ctx("creating symlink", dst)?;
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+        let kind = rustix::fs::FileType::from_raw_mode(meta.mode());
+        match rustix::fs::mknodat(CWD, dst, kind, Mode::from_raw_mode(0o600), meta.rdev()) {
+            Ok(()) => {}
+            // Device nodes need CAP_MKNOD in the initial namespace.
+            Err(rustix::io::Errno::PERM) if ft.is_char_device() || ft.is_block_device() => {
+                log::debug!("skipping device node {}: not permitted", dst.display());
+                return Ok(());
+            }
+            Err(e) => return Err(e).ctx("creating node", dst),
+        }
+    }
+    copy_metadata(src, meta, dst)
+}
+
+/// Makes directory `dst` for source directory `meta`, writable by us until
+/// [`copy_metadata`] sets the real mode once its contents are in.
+pub(crate) fn make_dir(dst: &Path) -> Result<()> {
+    std::fs::create_dir(dst).ctx("creating directory", dst)?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o700)).ctx("chmod", dst)
+}
+
+fn copy_file(src: &Path, dst: &Path) -> Result<()> {
+    let from = File::open(src).ctx("opening", src)?;
+    let to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(dst)
+        .ctx("creating", dst)?;
+    // A reflink shares the blocks (btrfs, xfs): instant and no extra space.
+    if rustix::fs::ioctl_ficlone(&to, &from).is_ok() {
+        return Ok(());
+    }
+    let len = from.metadata().ctx("reading", src)?.len();
+    let mut left = len;
+    let mut in_kernel = true;
+    while left > 0 && in_kernel {
+        match rustix::fs::copy_file_range(&from, None, &to, None, left as usize) {
+            Ok(0) => break,
+            Ok(n) => left -= n as u64,
+            // Across filesystems on old kernels, or special files: fall back.
+            Err(rustix::io::Errno::XDEV)
+            | Err(rustix::io::Errno::INVAL)
+            | Err(rustix::io::Errno::NOSYS)
+            | Err(rustix::io::Errno::OPNOTSUPP) => in_kernel = false,
+            Err(e) => return Err(e).ctx("copying to", dst),
+        }
+    }
+    if left > 0 {
+        let mut from = from;
+        let mut to = to;
+        io::Seek::seek(&mut from, io::SeekFrom::Start(len - left)).ctx("seeking", src)?;
+        io::Seek::seek(&mut to, io::SeekFrom::Start(len - left)).ctx("seeking", dst)?;
+        io::copy(&mut from, &mut to).ctx("copying to", dst)?;
+    }
+    Ok(())
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// Gives `dst` the owner, xattrs, mode and times of `src`. Last, because
+/// writing contents changes times and chown clears set-id bits.
+pub(crate) fn copy_metadata(src: &Path, meta: &Metadata, dst: &Path) -> Result<()> {
+    let is_link = meta.file_type().is_symlink();
+    match rustix::fs::chownat(
+        CWD,
+        dst,
+        Some(rustix::fs::Uid::from_raw(meta.uid())),
+        Some(rustix::fs::Gid::from_raw(meta.gid())),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Ok(()) => {}
+        // An id with no mapping in this user namespace, or no privilege.
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::PERM) => {}
+        Err(e) => return Err(e).ctx("chown", dst),
+    }
+    for name in sys::list_xattrs(src).ctx("listing xattrs of", src)? {
+        if sys::is_overlay_xattr(&name) {
+            continue;
+        }
+        let Some(name) = name.to_str() else { continue };
+        let Some(value) = sys::get_xattr(src, name).ctx("reading xattrs of", src)? else {
+            continue;
+        };
+        match rustix::fs::lsetxattr(dst, name, &value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::NOTSUP) => {
+                log::debug!("skipping xattr {name} on {}: not permitted", dst.display());
+            }
+            Err(e) => return Err(e).ctx("setting xattrs on", dst),
+        }
+    }
+    if !is_link {
+        rustix::fs::chmod(dst, Mode::from_raw_mode(meta.mode() & 0o7777)).ctx("chmod", dst)?;
+    }
+    let times = Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW).ctx("setting times on", dst)
+}
+
+/// Removes `path` whatever it is; nothing there is fine.
+pub(crate) fn remove_any(path: &Path) -> Result<()> {
+    let meta = match path.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if crate::lowers::is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e).ctx("reading", path),
+    };
+    if meta.is_dir() {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                make_removable(path)?;
+                std::fs::remove_dir_all(path).ctx("removing", path)
+            }
+            r => r.ctx("removing", path),
+        }
+    } else {
+        std::fs::remove_file(path).ctx("removing", path)
+    }
+}
+
+/// Read-only directories (0555, as images often have) cannot be emptied
+/// by a non-root owner: open them up first.
+fn make_removable(dir: &Path) -> Result<()> {
+    let meta = dir.symlink_metadata().ctx("reading", dir)?;
+    if meta.mode() & 0o700 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).ctx("chmod", dir)?;
+    }
+    for entry in std::fs::read_dir(dir).ctx("listing", dir)? {
+        let entry = entry.ctx("listing", dir)?;
+        if entry.file_type().ctx("reading", entry.path())?.is_dir() {
+            make_removable(&entry.path())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Through the real tar codec: one pass keeps the raw blob and unpacks it,
+//! and the tar read back is the imported one, byte for byte.
+
+use std::fs;
+use std::io::Write;
+
+use berth_archive::{ApplyOptions, Compression, OpaquePrefix, WhiteoutFormat};
+use berth_digest::Digest;
+
+use super::*;
+use crate::StoreError;
+
+fn options() -> ApplyOptions<'static> {
+    ApplyOptions {
+        whiteouts: WhiteoutFormat::Overlay {
+            xattr_prefix: OpaquePrefix::User,
+        },
+        chown: false,
+        progress: None,
+    }
+}
+
+fn tarball() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    builder.append_data(&mut header, "etc/", &[][..]).unwrap();
+    let body = b"berth\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(body.len() as u64);
+    builder
+        .append_data(&mut header, "etc/hostname", &body[..])
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn gzipped_layer_keeps_raw_blob_and_reads_back_the_exact_tar() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let gz = gzip(&tar);
+    let pending = store.unpack_layer(&gz[..], &options()).unwrap();
+    assert_eq!(pending.diff_id, diff_of(&tar));
+    assert_eq!(pending.size, tar.len() as u64);
+    assert_eq!(pending.blob, Digest::sha256(&gz));
+    assert_eq!(pending.compression, Compression::Gzip);
+    let chain = store.commit_layer(pending, None).unwrap();
+
+    let info = store.layer(&chain).unwrap().unwrap();
+    let diff = store.layer_diff_dir(&info);
+    assert_eq!(fs::read(diff.join("etc/hostname")).unwrap(), b"berth\n");
+    assert_eq!(
+        fs::read(store.blob_path(info.blob.as_ref().unwrap())).unwrap(),
+        gz
+    );
+    let mut back = Vec::new();
+    store
+        .open_layer_tar(&info)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, tar);
+}
+
+#[test]
+fn plain_layer_reads_back_identically() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let pending = store.unpack_layer(&tar[..], &options()).unwrap();
+    assert_eq!(pending.blob, Digest::sha256(&tar));
+    let chain = store.commit_layer(pending, None).unwrap();
+    let info = store.layer(&chain).unwrap().unwrap();
+    let mut back = Vec::new();
+    store
+        .open_layer_tar(&info)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, tar);
+}
+
+#[test]
+fn truncated_layer_fails_and_leaves_nothing() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let err = store.unpack_layer(&tar[..700], &options()).unwrap_err();
+    assert!(matches!(err, StoreError::Unpack(_)), "{err}");
+    assert!(temps(&store).is_empty());
+    assert!(names(&store.root().join("blobs/sha256")).is_empty());
+    assert!(store.layers().unwrap().is_empty());
+}
+
+#[test]
+fn layer_without_blob_cannot_be_read_back() {
+    let (_dir, store) = new_store();
+    let chain = store
+        .commit_layer(
+            store.unpack_layer(&tarball()[..], &options()).unwrap(),
+            None,
+        )
+        .unwrap();
+    let entry = store
+        .root()
+        .join("image/overlay2/layerdb/sha256")
+        .join(chain.hex());
+    fs::remove_file(entry.join("blob")).unwrap();
+    let info = store.layer(&chain).unwrap().unwrap();
+    assert!(matches!(
+        store.open_layer_tar(&info),
+        Err(StoreError::NoBlob(_))
+    ));
+}

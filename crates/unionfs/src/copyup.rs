@@ -1,0 +1,232 @@
+//! Copy-up: giving a lower object an upper copy before it changes.
+//!
+//! The copy is built in the work dir (data with holes kept, owner, mode,
+//! xattrs, times), fsynced, and renamed into place, so the upper layer never
+//! holds half a file: a crash leaves either no copy or a whole one, and the
+//! work dir's leftovers are swept at the next mount.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::fs::UnionFs;
+use crate::inode::Node;
+use crate::sys::{self, Errno, SysResult};
+use crate::whiteout;
+
+impl UnionFs {
+    /// Ensures node `ino` lives in the upper layer; returns its new state.
+    /// With `skip_data` a regular file's content is not copied (it is about
+    /// to be truncated to zero).
+    pub(crate) fn copy_up(&self, ino: u64, skip_data: bool) -> SysResult<Node> {
+        self.writable()?;
+        let n = self.node(ino)?;
+        if self.layers.is_upper(n.layer) {
+            return Ok(n);
+        }
+        let _g = self.copy_lock.lock();
+        // Another thread may have finished it while we waited.
+        let n = self.node(ino)?;
+        if self.layers.is_upper(n.layer) {
+            return Ok(n);
+        }
+        let (parent, _) = sys::split(&n.path);
+        self.ensure_upper_dir(parent)?;
+        let st = self.copy_object(n.layer, &n.path, skip_data)?;
+        self.nodes
+            .lock()
+            .copied_up(ino, self.layers.all[0].dev, st.st_ino);
+        self.node(ino)
+    }
+
+    /// Makes sure directory `path` (and its ancestors) exist in the upper
+    /// layer, copying their attributes from the topmost lower copy.
+    pub(crate) fn ensure_upper_dir(&self, path: &[u8]) -> SysResult<()> {
+        let up = self.layers.upper_fd()?;
+        if path == b"." || sys::fstatat(up, path).is_ok_and(|st| is_dir(&st)) {
+            return Ok(());
+        }
+        let (parent, _) = sys::split(path);
+        self.ensure_upper_dir(parent)?;
+        let src = (self.layers.first_lower()..self.layers.all.len())
+            .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
+            .ok_or(Errno(libc::ENOENT))?;
+        self.copy_object(src, path, true)?;
+        self.nodes.lock().dir_now_in_upper(path);
+        Ok(())
+    }
+
+    /// Copies one object from `layer` to the upper layer at the same path.
+    fn copy_object(&self, layer: usize, path: &[u8], skip_data: bool) -> SysResult<libc::stat> {
+        let up = self.layers.upper_fd()?;
+        let work = self.layers.work_fd().ok_or(Errno(libc::EROFS))?;
+        let lfd = self.layers.fd(layer);
+        let st = sys::fstatat(lfd, path)?;
+        let tmp = self.layers.tmp_name();
+        let mode = st.st_mode & 0o7777;
+        let result = (|| {
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => {
+                    let dst = sys::openat(
+                        work,
+                        &tmp,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                        0o600,
+                    )?;
+                    if !skip_data && st.st_size > 0 {
+                        let src = sys::openat(lfd, path, libc::O_RDONLY, 0)?;
+                        copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                    }
+                    self.own(work, &tmp, st.st_uid, st.st_gid)?;
+                    // SAFETY: plain syscall; chmod after chown, which clears setuid.
+                    if unsafe { libc::fchmod(dst.as_raw_fd(), mode) } != 0 {
+                        return Err(Errno::last());
+                    }
+                    self.copy_xattrs(lfd, path, work, &tmp);
+                    set_times(work, &tmp, &st)?;
+                    // Data must be on disk before the rename publishes it;
+                    // an empty copy has no data, and its inode is journaled
+                    // together with the rename.
+                    if self.fsync && !skip_data && st.st_size > 0 {
+                        sys::fsync(dst.as_raw_fd())?;
+                    }
+                }
+                libc::S_IFDIR => {
+                    sys::mkdirat(work, &tmp, 0o700)?;
+                    self.own(work, &tmp, st.st_uid, st.st_gid)?;
+                    sys::chmodat(work, &tmp, mode)?;
+                    self.copy_xattrs(lfd, path, work, &tmp);
+                    set_times(work, &tmp, &st)?;
+                }
+                libc::S_IFLNK => {
+                    let target = sys::readlinkat(lfd, path)?;
+                    sys::symlinkat(&target, work, &tmp)?;
+                    self.own(work, &tmp, st.st_uid, st.st_gid)?;
+                    self.copy_xattrs(lfd, path, work, &tmp);
+                    set_times(work, &tmp, &st)?;
+                }
+                kind => {
+                    sys::mknodat(work, &tmp, kind | mode, st.st_rdev)?;
+                    self.own(work, &tmp, st.st_uid, st.st_gid)?;
+                    sys::chmodat(work, &tmp, mode)?;
+                    self.copy_xattrs(lfd, path, work, &tmp);
+                    set_times(work, &tmp, &st)?;
+                }
+            }
+            sys::renameat2(work, &tmp, up, path, 0)
+        })();
+        if let Err(e) = result {
+            let _ = crate::layers::remove_tree(work, &tmp);
+            return Err(e);
+        }
+        sys::fstatat(up, path)
+    }
+
+    /// Copies user-visible xattrs; failures (e.g. security.* without
+    /// privilege) are not fatal, like the kernel's copy-up.
+    fn copy_xattrs(&self, sfd: RawFd, spath: &[u8], dfd: RawFd, dpath: &[u8]) {
+        let Ok(list) = sys::llistxattr(sfd, spath) else {
+            return;
+        };
+        for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            if whiteout::is_private_xattr(name) {
+                continue;
+            }
+            if let Ok(v) = sys::lgetxattr(sfd, spath, name) {
+                if let Err(e) = sys::lsetxattr(dfd, dpath, name, &v, 0) {
+                    log::debug!("copy-up xattr {}: {e}", String::from_utf8_lossy(name));
+                }
+            }
+        }
+    }
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn set_times(dirfd: RawFd, path: &[u8], st: &libc::stat) -> SysResult<()> {
+    let t = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    sys::utimensat(dirfd, path, &t)
+}
+
+/// Copies `size` bytes, skipping holes so sparse files stay sparse.
+pub(crate) fn copy_data(src: RawFd, dst: RawFd, size: u64) -> SysResult<()> {
+    let mut off: i64 = 0;
+    let end = size as i64;
+    while off < end {
+        // SAFETY: plain lseek on an fd we own.
+        let data = unsafe { libc::lseek(src, off, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = Errno::last();
+            if e.0 == libc::ENXIO {
+                break; // only a hole remains
+            }
+            // No SEEK_DATA support: copy everything.
+            copy_range(src, dst, off, end - off)?;
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src, data, libc::SEEK_HOLE) };
+        let hole = if hole < 0 { end } else { hole.min(end) };
+        copy_range(src, dst, data, hole - data)?;
+        off = hole;
+    }
+    // SAFETY: plain syscall; sets the size past any trailing hole.
+    if unsafe { libc::ftruncate(dst, end) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> SysResult<()> {
+    let mut off_in = start;
+    let mut off_out = start;
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: offsets are valid pointers; fds are ours.
+        let n =
+            unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, left as usize, 0) };
+        if n < 0 {
+            let e = Errno::last();
+            if matches!(
+                e.0,
+                libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP
+            ) {
+                return copy_rw(src, dst, off_in, left);
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        left -= n as i64;
+    }
+    Ok(())
+}
+
+fn copy_rw(src: RawFd, dst: RawFd, start: i64, len: i64) -> SysResult<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = start as u64;
+    let end = (start + len) as u64;
+    while off < end {
+        let want = buf.len().min((end - off) as usize);
+        let n = sys::pread(src, &mut buf[..want], off)?;
+        if n == 0 {
+            break;
+        }
+        let mut w = 0;
+        while w < n {
+            w += sys::pwrite(dst, &buf[w..n], off + w as u64)?;
+        }
+        off += n as u64;
+    }
+    Ok(())
+}

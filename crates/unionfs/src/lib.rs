@@ -1,0 +1,54 @@
+//! berth-unionfs: a userspace overlay filesystem over FUSE.
+//!
+//! It merges read-only *lower* directories and one writable *upper* directory
+//! the way the kernel's overlayfs does (with `redirect_dir=off`), for rootless
+//! containers on kernels whose overlayfs they cannot use. It speaks
+//! fuse-overlayfs's command line (see [`Cli`]) so it can stand in for it.
+//!
+//! # Design
+//!
+//! * **Layers** ([`layers`](crate)) are held as one `O_PATH` directory fd each;
+//!   every operation is an `*at` call on a layer fd plus a path relative to it,
+//!   so no request re-walks from `/` and nothing below the mount is followed.
+//! * **Nodes** (`inode`) are what the kernel holds: node id = st_ino, computed
+//!   from the host inode and the layer's filesystem, so numbers are stable
+//!   without a table of every file ever seen. A node records its topmost layer,
+//!   its relative path and, for a directory, the layers that contribute to it;
+//!   it is dropped when the kernel forgets it. Copy-up keeps the number.
+//! * **Lookup** (`lookup`) walks the parent's contributing layers, stops at a
+//!   whiteout (character device 0/0 or `.wh.NAME`) or a non-directory, and
+//!   merges directories until an opaque one (xattr or `.wh..wh..opq`).
+//! * **Readdir** (`dir`) merges the listings once per open directory handle and
+//!   serves readdirplus from the layer each entry came from.
+//! * **Copy-up** (`copyup`) builds the copy in the work dir (holes, owner, mode,
+//!   xattrs, times), fsyncs it and renames it into place.
+//! * **Whiteouts** (`whiteout`) are written as the kernel writes them when the
+//!   process may create device nodes, and as OCI `.wh.` files otherwise.
+//! * **Speed** comes from the kernel: entry/attr timeouts, kept page and
+//!   directory caches (the layers only change through us), readdirplus, a
+//!   multithreaded session with one /dev/fuse clone per thread, and FUSE
+//!   passthrough for file I/O where the kernel grants it.
+//!
+//! Assumption, as for overlayfs: nothing else changes the layers while mounted.
+
+mod copyup;
+mod dir;
+mod dispatch;
+mod file;
+mod fs;
+mod idmap;
+mod inode;
+mod layers;
+mod lookup;
+mod mount;
+mod names;
+mod options;
+mod sys;
+mod whiteout;
+mod xattr;
+
+pub use fs::UnionFs;
+pub use idmap::IdMap;
+pub use layers::LayerError;
+pub use mount::{session, MountError};
+pub use options::{Cli, OptionError, Options};

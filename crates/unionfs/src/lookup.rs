@@ -1,0 +1,238 @@
+//! Merged lookup and attributes.
+//!
+//! A name is searched in the parent's contributing layers, topmost first. A
+//! whiteout (either style) ends the search; a non-directory is final; a
+//! directory keeps collecting lower directories of the same name until one is
+//! opaque or a non-directory/whiteout hides the rest.
+
+use fuser::{FileAttr, TimeOrNow};
+
+use crate::fs::UnionFs;
+use crate::inode::Node;
+use crate::sys::{self, Errno, SysResult};
+use crate::whiteout;
+
+/// What a lookup found.
+pub(crate) struct Found {
+    pub(crate) path: Vec<u8>,
+    pub(crate) layer: usize,
+    pub(crate) st: libc::stat,
+    /// Directories only: contributing layers, topmost first.
+    pub(crate) dir_layers: Vec<usize>,
+    /// The layer/stat whose host inode names the object (for a merged
+    /// directory, the topmost lower one, so copy-up does not renumber it).
+    ino_src: (usize, libc::stat),
+}
+
+impl Found {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    pub(crate) fn has_lower(&self, fs: &UnionFs) -> bool {
+        self.dir_layers.iter().any(|&l| !fs.layers.is_upper(l))
+    }
+}
+
+impl UnionFs {
+    /// Looks `name` up under `parent`, starting at the parent's layer list
+    /// entry `start` (readdir already knows no layer above it has the name).
+    pub(crate) fn find_from(
+        &self,
+        parent: &Node,
+        name: &[u8],
+        start: usize,
+    ) -> SysResult<Option<Found>> {
+        if name.len() > 255 {
+            return Err(Errno(libc::ENAMETOOLONG));
+        }
+        let path = sys::join(&parent.path, name);
+        let cpath = sys::cpath(&path)?;
+        let mut found: Option<Found> = None;
+        for &l in parent.dir_layers.iter().skip(start) {
+            let fd = self.layers.fd(l);
+            match sys::fstatat_c(fd, &cpath) {
+                Ok(st) => {
+                    if whiteout::is_whiteout_stat(&st) {
+                        break;
+                    }
+                    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                    match found.as_mut() {
+                        None => {
+                            if !is_dir {
+                                return Ok(Some(Found {
+                                    path,
+                                    layer: l,
+                                    st,
+                                    dir_layers: Vec::new(),
+                                    ino_src: (l, st),
+                                }));
+                            }
+                            found = Some(Found {
+                                path: path.clone(),
+                                layer: l,
+                                st,
+                                dir_layers: vec![l],
+                                ino_src: (l, st),
+                            });
+                        }
+                        Some(f) => {
+                            if !is_dir {
+                                break;
+                            }
+                            if f.dir_layers.len() == 1 && self.layers.is_upper(f.layer) {
+                                f.ino_src = (l, st);
+                            }
+                            f.dir_layers.push(l);
+                        }
+                    }
+                    if whiteout::is_opaque(fd, &path) {
+                        break;
+                    }
+                }
+                Err(Errno(libc::ENOENT)) | Err(Errno(libc::ENOTDIR)) => {
+                    if sys::exists(fd, &sys::join(&parent.path, &whiteout::wh_name(name))) {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) fn find(&self, parent: &Node, name: &[u8]) -> SysResult<Option<Found>> {
+        if whiteout::is_meta_name(name) {
+            return Ok(None);
+        }
+        self.find_from(parent, name, 0)
+    }
+
+    /// The st_ino a found object is shown with.
+    pub(crate) fn ino_of(&self, f: &Found) -> u64 {
+        self.ino_for(f.ino_src.0, &f.ino_src.1)
+    }
+
+    /// Registers a found object in the node table (one kernel reference) and
+    /// returns its attributes.
+    pub(crate) fn remember(&self, f: Found) -> FileAttr {
+        let ino = self.ino_of(&f);
+        let attr = self.attr(ino, &f.st);
+        self.nodes.lock().remember(
+            ino,
+            f.path,
+            f.layer,
+            f.st.st_mode & libc::S_IFMT,
+            f.dir_layers,
+        );
+        attr
+    }
+
+    pub(crate) fn do_lookup(&self, parent: u64, name: &[u8]) -> SysResult<FileAttr> {
+        let p = self.node(parent)?;
+        if !p.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        let f = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
+        Ok(self.remember(f))
+    }
+
+    pub(crate) fn stat_node(&self, n: &Node) -> SysResult<libc::stat> {
+        sys::fstatat(self.layers.fd(n.layer), &n.path)
+    }
+
+    pub(crate) fn do_getattr(&self, ino: u64) -> SysResult<FileAttr> {
+        let n = self.node(ino)?;
+        let st = self.stat_node(&n)?;
+        Ok(self.attr(ino, &st))
+    }
+
+    pub(crate) fn do_readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
+        let n = self.node(ino)?;
+        sys::readlinkat(self.layers.fd(n.layer), &n.path)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn do_setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> SysResult<FileAttr> {
+        self.writable()?;
+        let n = self.copy_up(ino, size == Some(0))?;
+        let fd = self.layers.upper_fd()?;
+        if uid.is_some() || gid.is_some() {
+            // u32::MAX (-1) leaves that id unchanged.
+            let u = match uid {
+                Some(u) => self.disk_uid(u)?,
+                None => u32::MAX,
+            };
+            let g = match gid {
+                Some(g) => self.disk_gid(g)?,
+                None => u32::MAX,
+            };
+            sys::lchown(fd, &n.path, u, g)?;
+        }
+        if let Some(m) = mode {
+            if n.kind != libc::S_IFLNK {
+                sys::chmodat(fd, &n.path, m & 0o7777)?;
+            }
+        }
+        if let Some(sz) = size {
+            self.truncate(&n, sz, fh)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            let ts = |t: Option<TimeOrNow>| match t {
+                None => libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                },
+                Some(TimeOrNow::Now) => libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_NOW,
+                },
+                Some(TimeOrNow::SpecificTime(t)) => {
+                    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    libc::timespec {
+                        tv_sec: d.as_secs() as i64,
+                        tv_nsec: i64::from(d.subsec_nanos()),
+                    }
+                }
+            };
+            sys::utimensat(fd, &n.path, &[ts(atime), ts(mtime)])?;
+        }
+        let st = sys::fstatat(fd, &n.path)?;
+        Ok(self.attr(ino, &st))
+    }
+
+    fn truncate(&self, n: &Node, size: u64, fh: Option<u64>) -> SysResult<()> {
+        if let Some(fh) = fh {
+            if let Ok(h) = self.handle(fh) {
+                if let crate::fs::Handle::File { fd, .. } = &*h {
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: plain syscall on an fd we own.
+                    if unsafe { libc::ftruncate(fd.as_raw_fd(), size as i64) } == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let f = sys::openat(self.layers.upper_fd()?, &n.path, libc::O_WRONLY, 0)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on an fd we own.
+        if unsafe { libc::ftruncate(f.as_raw_fd(), size as i64) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn do_statfs(&self) -> SysResult<libc::statvfs> {
+        sys::fstatvfs(self.layers.fd(0))
+    }
+}

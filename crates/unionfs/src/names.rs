@@ -1,0 +1,315 @@
+//! Operations on names: create (files, directories, symlinks, special files),
+//! unlink, rename and hard links.
+//!
+//! New objects go straight into the upper layer when no whiteout is in the
+//! way; over a whiteout they are built in the work dir and renamed into place
+//! so the name never flips back to the lower object.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use fuser::FileAttr;
+
+use crate::fs::UnionFs;
+use crate::layers::WhiteoutStyle;
+use crate::sys::{self, Errno, SysResult};
+
+/// What to create.
+pub(crate) enum New<'a> {
+    Dir,
+    /// A regular file, opened with these flags.
+    File(i32),
+    /// mknod with this S_IFMT type and rdev.
+    Special(u32, u64),
+    Symlink(&'a [u8]),
+}
+
+impl UnionFs {
+    /// Creates `name` in `parent` owned by (`uid`, `gid`) as seen through the
+    /// mount. Returns its attributes and, for a file, the open fd.
+    pub(crate) fn create_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        what: New<'_>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> SysResult<(FileAttr, Option<OwnedFd>)> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        if !p.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        if self.find(&p, name)?.is_some() {
+            return Err(Errno(libc::EEXIST));
+        }
+        if crate::whiteout::is_meta_name(name) {
+            // `.wh.*` names are overlay metadata in the layer format.
+            return Err(Errno(libc::EINVAL));
+        }
+        self.ensure_upper_dir(&p.path)?;
+        let p = self.node(parent)?;
+        let up = self.layers.upper_fd()?;
+        let path = sys::join(&p.path, name);
+        let (du, mut dg) = self.disk_ids(uid, gid)?;
+        let mut mode = mode & 0o7777;
+        let pst = sys::fstatat(up, &p.path)?;
+        if pst.st_mode & libc::S_ISGID != 0 {
+            dg = pst.st_gid;
+            if matches!(what, New::Dir) {
+                mode |= libc::S_ISGID;
+            }
+        }
+        let had_wh = self.layers.upper_has_whiteout(&path);
+        let (dirfd, target) = if had_wh {
+            let work = self.layers.work_fd().ok_or(Errno(libc::EROFS))?;
+            (work, self.layers.tmp_name())
+        } else {
+            (up, path.clone())
+        };
+        let fd = self.make(dirfd, &target, &what, mode, du, dg)?;
+        if had_wh {
+            if let Err(e) = self.place_over_whiteout(dirfd, &target, &path, &what) {
+                let _ = crate::layers::remove_tree(dirfd, &target);
+                return Err(e);
+            }
+        }
+        let st = match &fd {
+            Some(f) => sys::fstat(f.as_raw_fd())?,
+            None => sys::fstatat(up, &path)?,
+        };
+        let ino = self.ino_for(0, &st);
+        let attr = self.attr(ino, &st);
+        let dir_layers = if matches!(what, New::Dir) {
+            vec![0]
+        } else {
+            Vec::new()
+        };
+        self.nodes
+            .lock()
+            .remember(ino, path, 0, st.st_mode & libc::S_IFMT, dir_layers);
+        Ok((attr, fd))
+    }
+
+    fn make(
+        &self,
+        dirfd: i32,
+        path: &[u8],
+        what: &New<'_>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> SysResult<Option<OwnedFd>> {
+        let fd = match what {
+            New::Dir => {
+                sys::mkdirat(dirfd, path, mode)?;
+                None
+            }
+            New::File(flags) => {
+                let f = sys::openat(
+                    dirfd,
+                    path,
+                    (flags & !libc::O_TRUNC) | libc::O_CREAT | libc::O_EXCL,
+                    mode,
+                )?;
+                Some(f)
+            }
+            New::Special(kind, rdev) => {
+                sys::mknodat(dirfd, path, kind | mode, *rdev)?;
+                None
+            }
+            New::Symlink(target) => {
+                sys::symlinkat(target, dirfd, path)?;
+                None
+            }
+        };
+        let owned = match &fd {
+            Some(f) => self.own(f.as_raw_fd(), b"", uid, gid),
+            None => self.own(dirfd, path, uid, gid),
+        };
+        if let Err(e) = owned {
+            let _ = crate::layers::remove_tree(dirfd, path);
+            return Err(e);
+        }
+        // chown clears setgid on some filesystems; put the mode back.
+        if mode & (libc::S_ISGID | libc::S_ISUID) != 0 && !matches!(what, New::Symlink(_)) {
+            sys::chmodat(dirfd, path, mode)?;
+        }
+        if matches!(what, New::Dir) && dirfd != self.layers.upper_fd()? {
+            // Built in the work dir over a whiteout: hide what lies below.
+            self.layers.set_opaque_at(dirfd, path)?;
+        }
+        Ok(fd)
+    }
+
+    /// Moves an object built in the work dir onto an upper name that holds a
+    /// whiteout, atomically for the character-device style.
+    fn place_over_whiteout(
+        &self,
+        work: i32,
+        tmp: &[u8],
+        path: &[u8],
+        what: &New<'_>,
+    ) -> SysResult<()> {
+        let up = self.layers.upper_fd()?;
+        let char_wh = sys::fstatat(up, path).is_ok_and(|st| crate::whiteout::is_whiteout_stat(&st));
+        if char_wh && matches!(what, New::Dir) {
+            sys::renameat2(work, tmp, up, path, libc::RENAME_EXCHANGE)?;
+            sys::unlinkat(work, tmp, 0)?;
+        } else {
+            sys::renameat2(work, tmp, up, path, 0)?;
+        }
+        self.layers.clear_whiteout(path).map(drop)
+    }
+
+    pub(crate) fn do_unlink(&self, parent: u64, name: &[u8]) -> SysResult<()> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let f = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
+        if f.is_dir() {
+            return Err(Errno(libc::EISDIR));
+        }
+        let ino = self.ino_of(&f);
+        let mut upper_key = None;
+        if self.layers.is_upper(f.layer) {
+            if self.lower_has(&p, name) {
+                self.layers.whiteout(&f.path)?;
+            } else {
+                sys::unlinkat(self.layers.upper_fd()?, &f.path, 0)?;
+            }
+            if f.st.st_nlink <= 1 {
+                upper_key = Some((self.layers.all[0].dev, f.st.st_ino));
+            }
+        } else {
+            self.ensure_upper_dir(&p.path)?;
+            self.layers.whiteout(&f.path)?;
+        }
+        self.nodes.lock().unlinked(ino, &f.path, upper_key);
+        Ok(())
+    }
+
+    pub(crate) fn do_link(&self, ino: u64, newparent: u64, newname: &[u8]) -> SysResult<FileAttr> {
+        self.writable()?;
+        let n = self.copy_up(ino, false)?;
+        if n.is_dir() {
+            return Err(Errno(libc::EPERM));
+        }
+        let p = self.node(newparent)?;
+        if self.find(&p, newname)?.is_some() {
+            return Err(Errno(libc::EEXIST));
+        }
+        self.ensure_upper_dir(&p.path)?;
+        let up = self.layers.upper_fd()?;
+        let path = sys::join(&p.path, newname);
+        self.layers.clear_whiteout(&path)?;
+        sys::linkat(up, &n.path, up, &path)?;
+        let st = sys::fstatat(up, &path)?;
+        let attr = self.attr(ino, &st);
+        self.nodes
+            .lock()
+            .remember(ino, path, 0, st.st_mode & libc::S_IFMT, Vec::new());
+        Ok(attr)
+    }
+
+    pub(crate) fn do_rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> SysResult<()> {
+        self.writable()?;
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            // RENAME_EXCHANGE/WHITEOUT across layers are not supported.
+            return Err(Errno(libc::EINVAL));
+        }
+        let p = self.node(parent)?;
+        let np = self.node(newparent)?;
+        let src = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
+        if src.is_dir() && src.has_lower(self) {
+            // Like overlayfs with redirect_dir=off: let `mv` copy instead.
+            return Err(Errno(libc::EXDEV));
+        }
+        let src_ino = self.ino_of(&src);
+        let dst = self.find(&np, newname)?;
+        let mut dst_opaque = false;
+        if let Some(d) = &dst {
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(Errno(libc::EEXIST));
+            }
+            let dst_ino = self.ino_of(d);
+            if dst_ino == src_ino {
+                return Ok(());
+            }
+            match (src.is_dir(), d.is_dir()) {
+                (false, true) => return Err(Errno(libc::EISDIR)),
+                (true, false) => return Err(Errno(libc::ENOTDIR)),
+                (true, true) => {
+                    if !self.is_empty_dir(&crate::inode::Node::probe(d))? {
+                        return Err(Errno(libc::ENOTEMPTY));
+                    }
+                    dst_opaque = d.has_lower(self);
+                }
+                (false, false) => {}
+            }
+        }
+        // Source into the upper layer (pure-upper directories already are).
+        let src_node = if self.layers.is_upper(src.layer) {
+            None
+        } else {
+            self.nodes.lock().remember(
+                src_ino,
+                src.path.clone(),
+                src.layer,
+                src.st.st_mode & libc::S_IFMT,
+                src.dir_layers.clone(),
+            );
+            let r = self.copy_up(src_ino, false);
+            self.nodes.lock().forget(src_ino, 1);
+            Some(r?)
+        };
+        let old_path = src_node.map_or_else(|| src.path.clone(), |n| n.path);
+        self.ensure_upper_dir(&np.path)?;
+        let up = self.layers.upper_fd()?;
+        let new_path = sys::join(&np.path, newname);
+        // Clear what occupies the target name in the upper layer.
+        if let Some(d) = &dst {
+            if d.is_dir() && self.layers.is_upper(d.layer) {
+                self.remove_upper_dir(&new_path, false)?;
+            }
+        }
+        if src.is_dir() {
+            // A directory cannot replace a character-device whiteout.
+            self.layers.clear_whiteout(&new_path)?;
+        }
+        let src_wh = self.lower_has(&p, name);
+        let mut done = false;
+        if src_wh && self.layers.style == WhiteoutStyle::CharDev {
+            done = sys::renameat2(up, &old_path, up, &new_path, libc::RENAME_WHITEOUT).is_ok();
+        }
+        if !done {
+            sys::renameat2(up, &old_path, up, &new_path, 0)?;
+            if src_wh {
+                self.layers.whiteout(&old_path)?;
+            }
+        }
+        if !src.is_dir() {
+            let (dir, n) = sys::split(&new_path);
+            let _ = sys::unlinkat(up, &sys::join(dir, &crate::whiteout::wh_name(n)), 0);
+        }
+        // Like overlayfs: a pure upper directory moved into a merged parent
+        // (or over a merged directory) must not start showing lower entries.
+        let np_merged = np.dir_layers.iter().any(|&l| !self.layers.is_upper(l));
+        if dst_opaque || (src.is_dir() && np_merged) {
+            self.layers.set_opaque(&new_path)?;
+        }
+        let dst_ino = dst.as_ref().map(|d| self.ino_of(d));
+        let mut nodes = self.nodes.lock();
+        if let Some(dst_ino) = dst_ino {
+            nodes.unlinked(dst_ino, &new_path, None);
+        }
+        nodes.renamed(src_ino, &old_path, &new_path);
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! Process-level behaviour: killing the daemon mid-copy-up, and the
+//! `mount -t fuse.berth-unionfs` helper form.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{is_mounted, is_root, Fixture, Mode, UnmountGuard, BIN};
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn kill_9_mid_copy_up_leaves_no_half_file_and_remount_is_consistent() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount without fusermount");
+        return;
+    }
+    let f = Fixture::new(1);
+    let size = 192 << 20;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    fs::write(f.lower(0).join("big"), &data).unwrap();
+    let _guard = UnmountGuard(f.mnt.clone());
+    let mut daemon = Command::new(BIN)
+        .args(["-f", "-o", &f.options()])
+        .arg(&f.mnt)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("mount", || is_mounted(&f.mnt));
+    // Appending forces a copy-up of the whole file.
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo tail >> {}/big", f.mnt.display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let work = f.work.join("berth-unionfs");
+    wait_for("copy-up to start", || {
+        fs::read_dir(&work).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let _ = writer.wait();
+    let _ = Command::new("umount").arg("-l").arg(&f.mnt).status();
+
+    // The upper layer holds the whole copy or none of it.
+    if let Ok(m) = fs::metadata(f.upper.join("big")) {
+        assert!(
+            m.size() >= size as u64,
+            "half-copied file in upper: {} bytes",
+            m.size()
+        );
+    }
+    let out = f.run(
+        Mode::Root,
+        &format!("cmp -n {size} $M/big $L0/big && echo same\nls -A $U/../w/berth-unionfs | wc -l"),
+    );
+    assert_eq!(out, "same\n0\n");
+}
+
+#[test]
+fn mount_helper_form_through_mount_t() {
+    if !is_root() {
+        eprintln!("skipped: installing the helper into /usr/local/bin needs root");
+        return;
+    }
+    let installed = std::path::Path::new("/usr/local/bin/berth-unionfs");
+    // Leave a binary someone else installed alone.
+    let ours = !installed.exists();
+    if ours && fs::copy(BIN, installed).is_err() {
+        eprintln!("skipped: cannot install the helper into /usr/local/bin");
+        return;
+    }
+    let f = Fixture::new(1);
+    fs::write(f.lower(0).join("x"), "via helper").unwrap();
+    let _guard = UnmountGuard(f.mnt.clone());
+    let st = Command::new("mount")
+        .args(["-t", "fuse.berth-unionfs", "helpersrc"])
+        .arg(&f.mnt)
+        .args(["-o", &f.options()])
+        .status()
+        .unwrap();
+    let read = fs::read_to_string(f.mnt.join("x"));
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let _ = Command::new("umount").arg(&f.mnt).status();
+    if ours {
+        let _ = fs::remove_file(installed);
+    }
+    assert!(st.success());
+    assert_eq!(read.unwrap(), "via helper");
+    assert!(mounts.contains("helpersrc"));
+}

@@ -1,0 +1,400 @@
+//! End-to-end: containers through the built `berth` binary, under the
+//! kernel overlay and the berth-unionfs (fuse) drivers. As another user those
+//! drivers are refused for now (their mount must be made inside the
+//! container's user namespace), which these tests check; rootless
+//! containers run with vfs (`vfs_driver_runs_containers_as_any_user`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_e2e::{busybox_tarball, Berth};
+
+const DRIVERS: &[&str] = &["overlay", "fuse"];
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// A fresh root per driver with `busybox` imported, or None (after checking
+/// the refusal) when not root.
+fn roots() -> Vec<Berth> {
+    let mut out = Vec::new();
+    for driver in DRIVERS {
+        let b = Berth::new().with_driver(driver);
+        let tar = busybox_tarball(b.dir.path());
+        b.ok(&[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().unwrap(),
+            "busybox",
+        ]);
+        if !is_root() {
+            let err = b.fails(&["run", "--rm", "busybox", "true"], 125);
+            assert!(
+                err.contains("rootless containers need the vfs storage driver"),
+                "{err}"
+            );
+            eprintln!("not root: container tests skipped");
+            return Vec::new();
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Asserts nothing of any container is left: no mounts under the root, no
+/// container dirs, no layer records, no snapshot dirs beside the layers.
+fn assert_clean(b: &Berth, layer_dirs: usize) {
+    let root = b.root.canonicalize().unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root_str = root.to_str().unwrap();
+    assert!(
+        !mountinfo.lines().any(|l| l.contains(root_str)),
+        "mounts left under {root_str}:\n{mountinfo}"
+    );
+    // Dot files are locks, not containers.
+    let count = |p: std::path::PathBuf| {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(count(root.join("containers")), 0, "container dirs left");
+    let driver = b.ok(&["info", "--format", "{{.Driver}}"]);
+    let driver = driver.trim();
+    assert_eq!(
+        count(root.join("image").join(driver).join("layerdb/mounts")),
+        0,
+        "layer records left"
+    );
+    assert_eq!(count(root.join(driver)), layer_dirs, "snapshot dirs left");
+}
+
+#[test]
+fn concurrent_creates_with_one_name_give_one_container() {
+    for b in roots() {
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                b.cmd(&["create", "--name", "same", "busybox"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let ok = children
+            .into_iter()
+            .filter_map(|mut c| c.wait().unwrap().success().then_some(()))
+            .count();
+        assert_eq!(ok, 1, "exactly one create wins the name");
+        assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1);
+        b.ok(&["rm", "same"]);
+    }
+}
+
+fn layer_dirs(b: &Berth) -> usize {
+    let driver = b.ok(&["info", "--format", "{{.Driver}}"]);
+    std::fs::read_dir(b.root.join(driver.trim()))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn run_rm_prints_exactly_and_leaves_nothing() {
+    for b in roots() {
+        let layers = layer_dirs(&b);
+        assert_eq!(
+            b.ok(&["run", "--rm", "busybox", "echo", "hello"]),
+            "hello\n"
+        );
+        assert_clean(&b, layers);
+        // A failed start is cleaned up too.
+        b.fails(&["run", "--rm", "busybox", "/nonexistent"], 127);
+        assert_clean(&b, layers);
+    }
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    for b in roots() {
+        b.fails(&["run", "--rm", "busybox", "sh", "-c", "exit 3"], 3);
+        let err = b.fails(&["run", "--rm", "busybox", "no-such-command"], 127);
+        assert!(err.contains("executable file not found"), "{err}");
+        let err = b.fails(&["run", "--rm", "busybox", "/etc/passwd"], 126);
+        assert!(err.contains("/etc/passwd"), "{err}");
+        let err = b.fails(&["run", "--rm", "no-such-image", "true"], 125);
+        assert!(err.contains("No such image: no-such-image:latest"), "{err}");
+        b.fails(
+            &["run", "--rm", "--network", "bridge0", "busybox", "true"],
+            125,
+        );
+        b.fails(&["run", "--rm", "-w", "relative", "busybox", "true"], 125);
+    }
+}
+
+#[test]
+fn isolation_pid_one_hostname_user() {
+    for b in roots() {
+        let out = b.ok(&[
+            "run",
+            "--name",
+            "iso",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$; hostname; id -u; ps -o pid,comm",
+        ]);
+        let id = b.ok(&["ps", "-aq", "--no-trunc"]);
+        let id = id.trim();
+        assert_eq!(id.len(), 64, "{id}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "1", "pid 1 inside: {out}");
+        assert_eq!(lines[1], &id[..12], "hostname is the short ID");
+        assert_eq!(lines[2], "0", "root inside");
+        // No pipeline, so no race with a half-forked pipe: the header, then
+        // the shell and ps itself, and nothing of the host.
+        let procs: Vec<Vec<&str>> = lines[3..]
+            .iter()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(procs.len(), 3, "{out}");
+        assert_eq!(procs[1], ["1", "sh"], "{out}");
+        assert_eq!(procs[2][1], "ps", "{out}");
+        b.ok(&["rm", "iso"]);
+
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "-e",
+            "FOO=bar",
+            "-h",
+            "box",
+            "--read-only",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $FOO $HOSTNAME $HOME; hostname; touch /x || echo ro",
+        ]);
+        assert_eq!(out, "65534\n/tmp\nbar box /\nbox\nro\n");
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/echo",
+            "busybox",
+            "a",
+            "b",
+        ]);
+        assert_eq!(out, "a b\n");
+        // Only a loopback with --network none; the host's links with host.
+        let links = |net: &str| {
+            let out = b.ok(&[
+                "run",
+                "--rm",
+                "--network",
+                net,
+                "busybox",
+                "cat",
+                "/proc/net/dev",
+            ]);
+            out.lines().count() - 2
+        };
+        assert_eq!(links("none"), 1);
+        let host = std::fs::read_to_string("/proc/net/dev").unwrap();
+        assert_eq!(links("host"), host.lines().count() - 2);
+    }
+}
+
+#[test]
+fn create_start_ps_diff_rm() {
+    for b in roots() {
+        let layers = layer_dirs(&b);
+        let id = b.ok(&[
+            "create",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /new; rm /etc/passwd; exit 4",
+        ]);
+        let id = id.trim().to_string();
+        assert_eq!(id.len(), 64);
+        let ps = b.ok(&["ps", "-a"]);
+        let mut lines = ps.lines();
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("CONTAINER ID   IMAGE "), "{header}");
+        for col in ["COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+            assert!(header.contains(col), "{header}");
+        }
+        let row = lines.next().unwrap();
+        assert!(row.starts_with(&id[..12]), "{row}");
+        assert!(
+            row.contains(" busybox ") && row.contains("\"sh -c echo hi > /ne…\""),
+            "{row}"
+        );
+        assert!(row.contains(" Created ") && row.ends_with(" web"), "{row}");
+        assert_eq!(b.ok(&["ps", "-q"]), "", "ps without -a shows running only");
+
+        b.fails(&["start", "-a", "web"], 4);
+        let ps = b.ok(&["ps", "-a"]);
+        assert!(ps.contains("Exited (4) Less than a second ago"), "{ps}");
+        assert_eq!(
+            b.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+            "web exited\n"
+        );
+        assert_eq!(b.ok(&["ps", "-n", "1", "-q"]), format!("{}\n", &id[..12]));
+        assert_eq!(
+            b.ok(&["container", "ls", "--latest", "-q"]),
+            format!("{}\n", &id[..12])
+        );
+        assert_eq!(b.ok(&["diff", &id[..5]]), "C /etc\nD /etc/passwd\nA /new\n");
+
+        let f =
+            "{{.Id}} {{.Name}} {{.State.Status}} {{.State.ExitCode}} {{.HostConfig.NetworkMode}}";
+        assert_eq!(
+            b.ok(&["container", "inspect", "-f", f, "web"]),
+            format!("{id} /web exited 4 default\n")
+        );
+        let doc = b.ok(&["container", "inspect", "web"]);
+        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(doc[0]["Config"]["Cmd"][0], "sh");
+        assert_eq!(doc[0]["Config"]["Hostname"], &id[..12]);
+        assert_eq!(
+            doc[0]["GraphDriver"]["Name"],
+            b.ok(&["info", "--format", "{{.Driver}}"]).trim()
+        );
+        let err = b.fails(&["create", "--name", "web", "busybox"], 125);
+        assert!(err.contains("\"/web\" is already in use"), "{err}");
+        let err = b.fails(&["rm", "nope"], 1);
+        assert!(err.contains("No such container: nope"), "{err}");
+        // An image a container uses stays; forced, only its name goes.
+        let err = b.fails(&["rmi", "busybox"], 1);
+        assert!(err.contains("being used by container"), "{err}");
+        b.ok(&["tag", "busybox", "spare:tag"]);
+        assert_eq!(
+            b.ok(&["rmi", "-f", "spare:tag"]).trim(),
+            "Untagged: spare:tag"
+        );
+        assert_eq!(
+            b.ok(&["inspect", "-f", "{{.RepoTags}}", "busybox"]).trim(),
+            "[busybox:latest]"
+        );
+        assert_eq!(b.ok(&["rm", "web"]), "web\n");
+        assert_clean(&b, layers);
+    }
+}
+
+#[test]
+fn generated_names_are_unique_adjective_surname() {
+    for b in roots() {
+        b.ok(&["create", "busybox"]);
+        b.ok(&["create", "busybox"]);
+        let names = b.ok(&["ps", "-a", "--no-trunc"]);
+        let names: Vec<&str> = names
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert_ne!(names[0], names[1]);
+        for n in &names {
+            let (a, s) = n.split_once('_').expect("adjective_surname");
+            assert!(!a.is_empty() && !s.is_empty(), "{n}");
+        }
+        for n in names {
+            b.ok(&["rm", n]);
+        }
+    }
+}
+
+/// Starts `run --name NAME busybox sleep 30` in the background and waits
+/// until `ps` shows it running.
+fn run_sleeping(b: &Berth, name: &str) -> std::process::Child {
+    let child = b
+        .cmd(&["run", "--name", name, "busybox", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.ok(&["ps"]).contains(&format!(" {name}")) {
+        assert!(
+            Instant::now() < deadline,
+            "container never showed as running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn rm_refuses_a_running_container_unless_forced() {
+    for b in roots() {
+        let layers = layer_dirs(&b);
+        let child = run_sleeping(&b, "long");
+        assert!(b.ok(&["ps"]).contains(" Up "), "running shows as Up");
+        let err = b.fails(&["rm", "long"], 1);
+        assert!(err.contains("cannot remove a running container"), "{err}");
+        b.ok(&["rm", "-f", "long"]);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(137), "killed by SIGKILL");
+        assert_clean(&b, layers);
+    }
+}
+
+#[test]
+fn rm_f_cleans_up_after_a_killed_monitor() {
+    for b in roots() {
+        let layers = layer_dirs(&b);
+        let mut child = run_sleeping(&b, "orphan");
+        // The monitor dies without recording anything; its container's
+        // init lives on until rm -f kills it.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        b.ok(&["rm", "-f", "orphan"]);
+        assert_clean(&b, layers);
+    }
+}
+
+/// vfs is the driver rootless containers use for now (the union drivers
+/// need their mount made inside the container's user namespace); as root it
+/// works the same.
+#[test]
+fn vfs_driver_runs_containers_as_any_user() {
+    let b = Berth::new().with_driver("vfs");
+    let tar = busybox_tarball(b.dir.path());
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\"]",
+        tar.to_str().unwrap(),
+        "busybox",
+    ]);
+    let layers = layer_dirs(&b);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; echo $$; id -u; touch /new",
+    ]);
+    assert_eq!(
+        out, "hello\n1\n0\n",
+        "pid 1 and root inside, for any caller"
+    );
+    b.fails(&["run", "--rm", "busybox", "sh", "-c", "exit 3"], 3);
+    b.fails(&["run", "--rm", "busybox", "no-such-command"], 127);
+    assert_clean(&b, layers);
+}

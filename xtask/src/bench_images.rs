@@ -1,0 +1,206 @@
+//! `cargo xtask bench images`: import, save and load of a real ~200 MB root
+//! filesystem with berth and, when its daemon answers, Docker, side by side;
+//! then `images` and `inspect` latency with 100 images in the store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::env;
+
+pub fn run(quick: bool) -> Result<()> {
+    let mut cargo = env::cargo();
+    cargo.args(["build", "--release", "-p", "berth-cli"]);
+    env::run(&mut cargo)?;
+    let berth = env::target_dir().join("release/berth");
+    let work = env::target_dir().join("bench-images");
+    std::fs::create_dir_all(&work)?;
+    let tarball = rootfs_tarball(&work, quick)?;
+    let mb = std::fs::metadata(&tarball)?.len() as f64 / 1e6;
+    let rounds = if quick { 1 } else { 3 };
+
+    let root = work.join("root");
+    let berth_cmd = |args: &[&str]| {
+        let mut c = Command::new(&berth);
+        c.args(args).env("BERTH_ROOT", &root);
+        c
+    };
+    let tar = tarball.to_string_lossy().into_owned();
+    let saved = work.join("saved.tar").to_string_lossy().into_owned();
+    let berth_times = measure_round_trip(rounds, &berth_cmd, &tar, &saved)?;
+
+    let docker = docker_available();
+    let docker_times = if docker {
+        let docker_cmd = |args: &[&str]| {
+            let mut c = Command::new("docker");
+            c.args(args);
+            c
+        };
+        Some(measure_round_trip(rounds, &docker_cmd, &tar, &saved)?)
+    } else {
+        eprintln!("bench: docker daemon not reachable: berth column only");
+        None
+    };
+
+    println!("\nimages: {mb:.0} MB root filesystem, median of {rounds}\n");
+    println!("| operation | berth | berth MB/s | docker | docker MB/s | speed-up |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (i, op) in ["import", "save", "load"].iter().enumerate() {
+        let b = berth_times[i];
+        let (d, dmb, ratio) = match &docker_times {
+            Some(t) => (
+                format!("{:.2} s", t[i].as_secs_f64()),
+                format!("{:.0}", mb / t[i].as_secs_f64()),
+                format!("{:.1}x", t[i].as_secs_f64() / b.as_secs_f64()),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {op} | {:.2} s | {:.0} | {d} | {dmb} | {ratio} |",
+            b.as_secs_f64(),
+            mb / b.as_secs_f64()
+        );
+    }
+
+    // Latency of the read-only commands with 100 images present.
+    let small = berth_e2e::busybox_tarball(&work);
+    let small = small.to_string_lossy().into_owned();
+    for i in 0..100 {
+        let msg = format!("image {i}");
+        let name = format!("bench/many:{i}");
+        quiet(berth_cmd(&["import", "-m", &msg, &small, &name]))?;
+    }
+    let images = median_of(21, || quiet(berth_cmd(&["images"])))?;
+    let inspect = median_of(21, || quiet(berth_cmd(&["inspect", "bench/many:50"])))?;
+    println!("\n| command (100 images) | berth median |");
+    println!("|---|---:|");
+    println!("| images | {:.1} ms |", images.as_secs_f64() * 1e3);
+    println!("| inspect | {:.1} ms |", inspect.as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// import, save, load medians for one engine.
+fn measure_round_trip(
+    rounds: usize,
+    engine: &dyn Fn(&[&str]) -> Command,
+    tar: &str,
+    saved: &str,
+) -> Result<[Duration; 3]> {
+    let mut import = Vec::new();
+    let mut save = Vec::new();
+    let mut load = Vec::new();
+    for _ in 0..rounds {
+        let _ = quiet(engine(&["rmi", "-f", "bench/rootfs:latest"]));
+        import.push(timed(|| {
+            quiet(engine(&["import", tar, "bench/rootfs:latest"]))
+        })?);
+        save.push(timed(|| {
+            quiet(engine(&["save", "-o", saved, "bench/rootfs:latest"]))
+        })?);
+        quiet(engine(&["rmi", "bench/rootfs:latest"]))?;
+        load.push(timed(|| quiet(engine(&["load", "-i", saved])))?);
+    }
+    Ok([median(import), median(save), median(load)])
+}
+
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn quiet(mut cmd: Command) -> Result<()> {
+    let out = cmd.stdout(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed())
+}
+
+fn median_of(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(timed(&mut f)?);
+    }
+    Ok(median(v))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A Debian minbase made with debootstrap (cached), or a generated tree of
+/// about 7k files when debootstrap cannot run.
+fn rootfs_tarball(work: &Path, quick: bool) -> Result<PathBuf> {
+    let tar = work.join(if quick {
+        "generated.tar"
+    } else {
+        "minbase.tar"
+    });
+    if tar.exists() {
+        return Ok(tar);
+    }
+    let dir = work.join(if quick { "generated" } else { "minbase" });
+    let _ = std::fs::remove_dir_all(&dir);
+    let bootstrapped = !quick && env::is_root() && {
+        env::install_packages(&["debootstrap"])?;
+        Command::new("debootstrap")
+            .args(["--variant=minbase", "bookworm"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !bootstrapped {
+        eprintln!("bench: debootstrap unavailable, generating a tree of 7k files");
+        let _ = std::fs::remove_dir_all(&dir);
+        generate_tree(&dir, if quick { 1_000 } else { 7_000 })?;
+    }
+    env::run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .args(["--numeric-owner", "-cf"])
+            .arg(&tar)
+            .arg("."),
+    )
+    .context("tarring the benchmark rootfs")?;
+    Ok(tar)
+}
+
+fn generate_tree(dir: &Path, files: usize) -> Result<()> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..files {
+        let sub = dir.join(format!("d{:03}", i % 300));
+        std::fs::create_dir_all(&sub)?;
+        // Sizes spread like a distribution's files: mostly small, some large.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let size = match seed % 100 {
+            0..=59 => seed % 4_096,
+            60..=94 => seed % 65_536,
+            _ => seed % 1_048_576,
+        } as usize;
+        let byte = (seed >> 56) as u8;
+        std::fs::write(sub.join(format!("f{i}")), vec![byte; size])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! `cargo xtask bench unionfs`: the same workloads on kernel overlayfs,
+//! fuse-overlayfs (when installed) and berth-unionfs, side by side.
+//!
+//! Lower layers are generated once per workload and shared (they are never
+//! written); every run gets a fresh upper/work dir and a fresh mount. "Cold"
+//! means a fresh mount after dropping the page, dentry and inode caches.
+//! Prints a markdown table of median times with each FUSE implementation's
+//! ratio to the kernel. Needs root (mounts, drop_caches).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+const ROOT: &str = "/var/tmp/berth-bench-unionfs";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Kernel,
+    FuseOverlayfs,
+    Berth,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Kernel => "kernel",
+            Impl::FuseOverlayfs => "fuse-overlayfs",
+            Impl::Berth => "berth-unionfs",
+        }
+    }
+}
+
+/// Sizes; quick mode scales everything down so a run takes about a minute.
+struct Scale {
+    stat_files: usize,
+    readdir_entries: usize,
+    read_bytes: u64,
+    write_bytes: u64,
+    copyup_bytes: u64,
+    create_files: usize,
+    untar_files: usize,
+    rm_files: usize,
+    chmod_files: usize,
+    reps: usize,
+}
+
+/// A mounted overlay; unmounts on drop.
+struct Mounted {
+    mnt: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Mounted {
+    fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        if let Some(mut c) = self.daemon.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_mounted(p: &Path) -> bool {
+    let s = p.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|i| i.lines().any(|l| l.split(' ').nth(4) == Some(s.as_str())))
+        .unwrap_or(false)
+}
+
+fn berth_bin() -> PathBuf {
+    std::env::var_os("BERTH_UNIONFS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/berth-unionfs"))
+}
+
+fn mount(imp: Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
+    let (upper, work, mnt) = (run_dir.join("u"), run_dir.join("w"), run_dir.join("m"));
+    for d in [&upper, &work, &mnt] {
+        fs::create_dir_all(d)?;
+    }
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    let daemon = match imp {
+        Impl::Kernel => {
+            let st = Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o"])
+                .arg(format!("{opts},redirect_dir=off,index=off,metacopy=off"))
+                .arg(&mnt)
+                .status()?;
+            if !st.success() {
+                bail!("kernel overlay mount failed");
+            }
+            None
+        }
+        Impl::FuseOverlayfs | Impl::Berth => {
+            let prog = if imp == Impl::Berth {
+                berth_bin()
+            } else {
+                PathBuf::from("fuse-overlayfs")
+            };
+            let child = Command::new(&prog)
+                .args(["-f", "-o", &opts])
+                .arg(&mnt)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", prog.display()))?;
+            let start = Instant::now();
+            while !is_mounted(&mnt) {
+                if start.elapsed() > Duration::from_secs(20) {
+                    bail!("{} did not mount", prog.display());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some(child)
+        }
+    };
+    Ok(Mounted { mnt, daemon })
+}
+
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<Duration> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed())
+}
+
+fn make_files(dir: &Path, n: usize, size: usize, per_dir: usize) -> Result<Vec<PathBuf>> {
+    let data = vec![7u8; size];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = dir.join(format!("d{}", i / per_dir));
+        if i % per_dir == 0 {
+            fs::create_dir_all(&d)?;
+        }
+        let p = d.join(format!("f{i}"));
+        fs::write(&p, &data)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn make_big(path: &Path, bytes: u64) -> Result<()> {
+    if fs::metadata(path)
+        .map(|m| m.len() == bytes)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    fs::create_dir_all(path.parent().unwrap())?;
+    let mut f = fs::File::create(path)?;
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_all(path: &Path) -> Result<u64> {
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+fn rel(paths: &[PathBuf], base: &Path, mnt: &Path) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .map(|p| mnt.join(p.strip_prefix(base).unwrap()))
+        .collect()
+}
+
+fn sh(cmd: &str) -> Result<()> {
+    let st = Command::new("sh").arg("-c").arg(cmd).status()?;
+    if !st.success() {
+        bail!("{cmd} failed");
+    }
+    Ok(())
+}
+
+type Row = (String, Vec<Option<f64>>);
+
+/// Runs one workload on every implementation `reps` times; returns median
+/// seconds per implementation (None when it failed or is missing).
+fn measure(
+    impls: &[Impl],
+    scale: &Scale,
+    name: &str,
+    lowers: &[PathBuf],
+    run: &dyn Fn(&Mounted) -> Result<Duration>,
+    rss: &mut [Option<u64>],
+) -> Row {
+    let mut cells = Vec::new();
+    for (i, &imp) in impls.iter().enumerate() {
+        let mut samples = Vec::new();
+        for r in 0..scale.reps {
+            // Run dirs are only removed at the very end: ext4 makes inode
+            // allocation slow right after mass deletion, which would tax
+            // whichever implementation runs after a cleanup.
+            let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+            let dir = Path::new(ROOT)
+                .join("runs")
+                .join(format!("{slug}-{}-{r}", imp.name()));
+            let result = mount(imp, lowers, &dir).and_then(|m| {
+                let d = run(&m)?;
+                if let Some(kib) = m.peak_rss_kib() {
+                    rss[i] = Some(rss[i].unwrap_or(0).max(kib));
+                }
+                Ok(d)
+            });
+            match result {
+                Ok(d) => samples.push(d.as_secs_f64()),
+                Err(e) => eprintln!("{name} on {}: {e:#}", imp.name()),
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        cells.push(samples.get(samples.len() / 2).copied());
+        eprintln!("{name:>28} {:>15}: {:?}", imp.name(), cells.last().unwrap());
+    }
+    (name.to_string(), cells)
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(quick: bool) -> Result<()> {
+    let scale = if quick {
+        Scale {
+            stat_files: 20_000,
+            readdir_entries: 10_000,
+            read_bytes: 256 << 20,
+            write_bytes: 256 << 20,
+            copyup_bytes: 256 << 20,
+            create_files: 10_000,
+            untar_files: 5_000,
+            rm_files: 10_000,
+            chmod_files: 5_000,
+            reps: 1,
+        }
+    } else {
+        Scale {
+            stat_files: 20_000,
+            readdir_entries: 10_000,
+            read_bytes: 1 << 30,
+            write_bytes: 1 << 30,
+            copyup_bytes: 256 << 20,
+            create_files: 10_000,
+            untar_files: 20_000,
+            rm_files: 10_000,
+            chmod_files: 5_000,
+            reps: 3,
+        }
+    };
+    if !berth_bin().exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p berth-unionfs` or set BERTH_UNIONFS_BIN",
+            berth_bin().display()
+        );
+    }
+    let mut impls = vec![Impl::Kernel];
+    if Command::new("fuse-overlayfs")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        impls.push(Impl::FuseOverlayfs);
+    } else {
+        eprintln!("fuse-overlayfs not installed (apt-get install fuse-overlayfs): column skipped");
+    }
+    impls.push(Impl::Berth);
+    let mut rss = vec![None; impls.len()];
+    let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
+    let layers = Path::new(ROOT).join("layers");
+    fs::create_dir_all(&layers)?;
+    let mut rows = Vec::new();
+
+    // stat
+    let l = layers.join("stat");
+    let _ = fs::remove_dir_all(&l);
+    let files = make_files(&l, scale.stat_files, 0, 1000)?;
+    let lw = vec![l.clone()];
+    let stat = |m: &Mounted, cold: bool| {
+        let paths = rel(&files, &l, &m.mnt);
+        if cold {
+            drop_caches();
+        } else {
+            for p in &paths {
+                fs::symlink_metadata(p)?;
+            }
+        }
+        time(|| {
+            for p in &paths {
+                fs::symlink_metadata(p)?;
+            }
+            Ok(())
+        })
+    };
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("stat {}k files, cold", scale.stat_files / 1000),
+        &lw,
+        &|m| stat(m, true),
+        &mut rss,
+    ));
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("stat {}k files, warm", scale.stat_files / 1000),
+        &lw,
+        &|m| stat(m, false),
+        &mut rss,
+    ));
+
+    // readdir of a merged dir: half the names in each of two lowers.
+    let (ra, rb) = (layers.join("readdir-a"), layers.join("readdir-b"));
+    for (d, range) in [
+        (&ra, 0..scale.readdir_entries / 2),
+        (&rb, scale.readdir_entries / 2..scale.readdir_entries),
+    ] {
+        let _ = fs::remove_dir_all(d);
+        fs::create_dir_all(d.join("dir"))?;
+        for i in range {
+            fs::write(d.join("dir").join(format!("e{i}")), b"")?;
+        }
+    }
+    let rl = vec![ra, rb];
+    let readdir = |m: &Mounted, cold: bool| {
+        let dir = m.mnt.join("dir");
+        if cold {
+            drop_caches();
+        } else {
+            fs::read_dir(&dir)?.count();
+        }
+        time(|| {
+            let n = fs::read_dir(&dir)?.count();
+            if n != scale.readdir_entries {
+                bail!("readdir saw {n} entries");
+            }
+            Ok(())
+        })
+    };
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("readdir {}k merged, cold", scale.readdir_entries / 1000),
+        &rl,
+        &|m| readdir(m, true),
+        &mut rss,
+    ));
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("readdir {}k merged, warm", scale.readdir_entries / 1000),
+        &rl,
+        &|m| readdir(m, false),
+        &mut rss,
+    ));
+
+    // sequential read
+    let big = layers.join("read").join("big");
+    make_big(&big, scale.read_bytes)?;
+    let bl = vec![layers.join("read")];
+    let read = |m: &Mounted, cold: bool| {
+        let p = m.mnt.join("big");
+        if cold {
+            drop_caches();
+        } else {
+            read_all(&p)?;
+        }
+        time(|| read_all(&p))
+    };
+    let mib = scale.read_bytes >> 20;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("read {mib} MiB, cold"),
+        &bl,
+        &|m| read(m, true),
+        &mut rss,
+    ));
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("read {mib} MiB, warm"),
+        &bl,
+        &|m| read(m, false),
+        &mut rss,
+    ));
+
+    // sequential write + fsync
+    let empty = layers.join("empty");
+    fs::create_dir_all(&empty)?;
+    let el = vec![empty.clone()];
+    let wbytes = scale.write_bytes;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("write {} MiB + fsync", wbytes >> 20),
+        &el,
+        &|m| {
+            let chunk = vec![1u8; 1 << 20];
+            time(|| {
+                let mut f = fs::File::create(m.mnt.join("out"))?;
+                for _ in 0..(wbytes >> 20) {
+                    f.write_all(&chunk)?;
+                }
+                f.sync_all()?;
+                Ok(())
+            })
+        },
+        &mut rss,
+    ));
+
+    // copy-up
+    let cu = layers.join("copyup").join("big");
+    make_big(&cu, scale.copyup_bytes)?;
+    let cl = vec![layers.join("copyup")];
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("copy-up {} MiB", scale.copyup_bytes >> 20),
+        &cl,
+        &|m| {
+            time(|| {
+                let mut f = fs::OpenOptions::new()
+                    .append(true)
+                    .open(m.mnt.join("big"))?;
+                f.write_all(b"x")?;
+                Ok(())
+            })
+        },
+        &mut rss,
+    ));
+
+    // create small files
+    let nc = scale.create_files;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("create {}k x 4 KiB", nc / 1000),
+        &el,
+        &|m| time(|| make_files(&m.mnt, nc, 4096, 1000).map(drop)),
+        &mut rss,
+    ));
+
+    // untar
+    let tar = Path::new(ROOT).join(format!("tree-{}.tar", scale.untar_files));
+    if !tar.exists() {
+        let src = Path::new(ROOT).join("tree-src");
+        let _ = fs::remove_dir_all(&src);
+        make_files(&src, scale.untar_files, 10_000, 200)?;
+        sh(&format!("tar -C {} -cf {} .", src.display(), tar.display()))?;
+        fs::remove_dir_all(&src)?;
+    }
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("untar {}k files", scale.untar_files / 1000),
+        &el,
+        &|m| time(|| sh(&format!("tar -C {} -xf {}", m.mnt.display(), tar.display()))),
+        &mut rss,
+    ));
+
+    // rm -rf a lower tree
+    let rml = layers.join("rm");
+    let _ = fs::remove_dir_all(&rml);
+    make_files(&rml.join("tree"), scale.rm_files, 0, 500)?;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("rm -rf {}k lower files", scale.rm_files / 1000),
+        std::slice::from_ref(&rml),
+        &|m| time(|| sh(&format!("rm -rf {}/tree", m.mnt.display()))),
+        &mut rss,
+    ));
+
+    // chmod
+    let chl = layers.join("chmod");
+    let _ = fs::remove_dir_all(&chl);
+    let chfiles = make_files(&chl, scale.chmod_files, 0, 1000)?;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("chmod {}k files", scale.chmod_files / 1000),
+        std::slice::from_ref(&chl),
+        &|m| {
+            use std::os::unix::fs::PermissionsExt;
+            let paths = rel(&chfiles, &chl, &m.mnt);
+            time(|| {
+                for p in &paths {
+                    fs::set_permissions(p, fs::Permissions::from_mode(0o600))?;
+                }
+                Ok(())
+            })
+        },
+        &mut rss,
+    ));
+
+    print_table(&impls, &rows, &rss);
+    let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
+    Ok(())
+}
+
+fn fmt_time(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.1} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+fn print_table(impls: &[Impl], rows: &[Row], rss: &[Option<u64>]) {
+    let header: Vec<&str> = impls.iter().map(|i| i.name()).collect();
+    println!("| workload | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(impls.len()));
+    for (name, cells) in rows {
+        let kernel = cells[0];
+        let cols: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match (c, kernel) {
+                (None, _) => "failed".to_string(),
+                (Some(t), _) if i == 0 => fmt_time(*t),
+                (Some(t), Some(k)) if k > 0.0 => format!("{} ({:.2}x)", fmt_time(*t), t / k),
+                (Some(t), _) => fmt_time(*t),
+            })
+            .collect();
+        println!("| {name} | {} |", cols.join(" | "));
+    }
+    let rss_cols: Vec<String> = rss
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            _ if i == 0 => String::new(),
+            Some(k) => format!("{:.1} MiB", *k as f64 / 1024.0),
+            None => "?".into(),
+        })
+        .collect();
+    println!("| daemon peak RSS | {} |", rss_cols.join(" | "));
+}
