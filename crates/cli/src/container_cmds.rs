@@ -4,8 +4,6 @@
 //! container exits 125 (126 or 127 when the command cannot be run), so the
 //! container's own codes stay distinguishable.
 
-use std::io::Write;
-
 use anyhow::Result;
 use berth_engine::{ContainerError, ContainerRecord, CreateOptions, Engine};
 use chrono::Utc;
@@ -34,9 +32,28 @@ pub enum ContainerCmd {
     Diff(DiffArgs),
     /// Display detailed information on one or more containers
     Inspect(InspectArgs),
+    /// Stop one or more running containers
+    Stop(crate::lifecycle_cmds::StopArgs),
+    /// Kill one or more running containers
+    Kill(crate::lifecycle_cmds::KillArgs),
+    /// Restart one or more containers
+    Restart(crate::lifecycle_cmds::StopArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(crate::lifecycle_cmds::WaitArgs),
+    /// Fetch the logs of a container
+    Logs(crate::lifecycle_cmds::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(crate::lifecycle_cmds::AttachArgs),
+    /// Run a command in a running container
+    Exec(crate::lifecycle_cmds::ExecArgs),
+    /// Display the running processes of a container
+    Top(crate::lifecycle_cmds::TopArgs),
+    /// Rename a container
+    Rename(crate::lifecycle_cmds::RenameArgs),
 }
 
 pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
+    use crate::lifecycle_cmds as l;
     match cmd {
         ContainerCmd::Run(a) => run(engine, a),
         ContainerCmd::Create(a) => create(engine, a),
@@ -45,6 +62,15 @@ pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
         ContainerCmd::Rm(a) => rm(engine, a),
         ContainerCmd::Diff(a) => diff(engine, a),
         ContainerCmd::Inspect(a) => inspect(engine, a),
+        ContainerCmd::Stop(a) => l::stop(engine, a),
+        ContainerCmd::Kill(a) => l::kill(engine, a),
+        ContainerCmd::Restart(a) => l::restart(engine, a),
+        ContainerCmd::Wait(a) => l::wait(engine, a),
+        ContainerCmd::Logs(a) => l::logs(engine, a),
+        ContainerCmd::Attach(a) => l::attach(engine, a),
+        ContainerCmd::Exec(a) => l::exec(engine, a),
+        ContainerCmd::Top(a) => l::top(engine, a),
+        ContainerCmd::Rename(a) => l::rename(engine, a),
     }
 }
 
@@ -84,6 +110,12 @@ pub struct CreateArgs {
     /// Keep STDIN open and pass it to the container
     #[arg(short, long)]
     interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Run container in background and print container ID (run only)
+    #[arg(short, long)]
+    detach: bool,
     /// The image to create the container from
     image: String,
     /// The command and its arguments
@@ -105,6 +137,9 @@ impl CreateArgs {
             network: self.network.clone(),
             read_only: self.read_only,
             auto_remove: self.rm,
+            tty: self.tty,
+            interactive: self.interactive,
+            detach: self.detach,
         }
     }
 }
@@ -128,10 +163,29 @@ pub fn create(engine: &Engine, a: CreateArgs) -> Result<u8> {
 }
 
 pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8> {
+    use std::io::IsTerminal;
+    if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
+        eprintln!("the input device is not a TTY");
+        return Ok(1);
+    }
     let id = match engine.create_container(&a.options()) {
         Ok(id) => id,
         Err(e) => return Ok(failed(&e)),
     };
+    if a.detach {
+        return match engine.start_detached(&id) {
+            Ok(id) => {
+                println!("{id}");
+                Ok(0)
+            }
+            Err(e) => {
+                if a.rm {
+                    let _ = engine.remove_container(&id, true);
+                }
+                Ok(failed(&e))
+            }
+        };
+    }
     let result = engine.run_attached(&id, a.interactive);
     if a.rm {
         if let Err(e) = engine.remove_container(&id, true) {
@@ -158,8 +212,25 @@ pub struct StartArgs {
 }
 
 pub fn start(engine: &Engine, a: StartArgs) -> Result<u8> {
-    if !a.attach {
-        anyhow::bail!("starting in the background needs the container monitor, which is not there yet: use `start -a`");
+    if !a.attach && !a.interactive {
+        let mut failed_any = Vec::new();
+        for c in &a.containers {
+            match engine.start_detached(c) {
+                Ok(_) => println!("{c}"),
+                Err(e) => {
+                    eprintln!("Error response from daemon: {e}");
+                    failed_any.push(c.as_str());
+                }
+            }
+        }
+        if failed_any.is_empty() {
+            return Ok(0);
+        }
+        eprintln!(
+            "Error: failed to start containers: {}",
+            failed_any.join(", ")
+        );
+        return Ok(1);
     }
     if a.containers.len() != 1 {
         anyhow::bail!("you cannot start and attach multiple containers at once");
@@ -340,35 +411,11 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(engine: &Engine, a: InspectArgs) -> Result<u8> {
-    let format = a.format.as_deref().map(Format::parse).transpose()?;
-    let mut docs = Vec::new();
-    let mut failures = Vec::new();
-    for name in &a.containers {
+    crate::image_cmds::print_inspected(&a.containers, a.format.as_deref(), "container", |name| {
         match engine.inspect_container(name) {
-            Ok(doc) => docs.push(doc),
-            Err(ContainerError::NoSuchContainer(_)) => {
-                failures.push(format!("Error: No such container: {name}"))
-            }
-            Err(e) => return Err(e.into()),
+            Ok(doc) => Ok(Some(doc)),
+            Err(ContainerError::NoSuchContainer(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-    }
-    let mut out = std::io::stdout().lock();
-    match format {
-        Some(f) => {
-            for d in &docs {
-                writeln!(out, "{}", f.render(d)?)?;
-            }
-        }
-        None => {
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-            serde::Serialize::serialize(&docs, &mut ser)?;
-            writeln!(out)?;
-        }
-    }
-    drop(out);
-    for f in &failures {
-        eprintln!("{f}");
-    }
-    Ok(u8::from(!failures.is_empty()))
+    })
 }

@@ -334,22 +334,56 @@ pub struct InspectArgs {
     kind: Option<String>,
 }
 
+/// `inspect`: containers first, then images, as Docker looks objects up;
+/// `--type` narrows it to one kind. `noun` names what was not found.
 pub fn inspect(engine: &Engine, a: InspectArgs, noun: &str) -> Result<u8> {
-    if let Some(k) = a.kind.as_deref().filter(|k| *k != "image") {
-        bail!("\"{k}\" is not a valid value for --type");
+    let kind = a
+        .kind
+        .as_deref()
+        .unwrap_or(if noun == "image" { "image" } else { "" });
+    if !matches!(kind, "" | "image" | "container") {
+        bail!("\"{kind}\" is not a valid value for --type");
     }
-    let format = a.format.as_deref().map(Format::parse).transpose()?;
-    let mut docs = Vec::new();
-    let mut status = 0;
-    let mut failures = Vec::new();
-    for name in &a.names {
-        match engine.inspect_image(name) {
-            Ok(doc) => docs.push(doc),
-            Err(berth_engine::EngineError::NoSuchImage(_)) => {
-                failures.push(format!("Error: No such {noun}: {name}"));
-                status = 1;
+    let noun = if kind == "container" {
+        "container"
+    } else {
+        noun
+    };
+    print_inspected(&a.names, a.format.as_deref(), noun, |name| {
+        if kind != "image" {
+            match engine.inspect_container(name) {
+                Ok(doc) => return Ok(Some(doc)),
+                Err(berth_engine::ContainerError::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+        }
+        if kind == "container" {
+            return Ok(None);
+        }
+        match engine.inspect_image(name) {
+            Ok(doc) => Ok(Some(doc)),
+            Err(berth_engine::EngineError::NoSuchImage(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+/// Prints the documents `lookup` finds for `names` as Docker's inspect
+/// does (a JSON array, or each through `format`), then an error line for
+/// each name it did not find; 1 if any was missing.
+pub fn print_inspected(
+    names: &[String],
+    format: Option<&str>,
+    noun: &str,
+    mut lookup: impl FnMut(&str) -> Result<Option<serde_json::Value>>,
+) -> Result<u8> {
+    let format = format.map(Format::parse).transpose()?;
+    let mut docs = Vec::new();
+    let mut failures = Vec::new();
+    for name in names {
+        match lookup(name)? {
+            Some(doc) => docs.push(doc),
+            None => failures.push(format!("Error: No such {noun}: {name}")),
         }
     }
     let mut out = io::stdout().lock();
@@ -369,10 +403,10 @@ pub fn inspect(engine: &Engine, a: InspectArgs, noun: &str) -> Result<u8> {
         }
     }
     drop(out);
-    for f in failures {
+    for f in &failures {
         eprintln!("{f}");
     }
-    Ok(status)
+    Ok(u8::from(!failures.is_empty()))
 }
 
 #[derive(Args)]

@@ -5,6 +5,7 @@
 mod container_cmds;
 mod format;
 mod image_cmds;
+mod lifecycle_cmds;
 mod progress;
 
 use std::path::PathBuf;
@@ -68,9 +69,30 @@ enum Cmd {
     Rm(container_cmds::RmArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(container_cmds::DiffArgs),
+    /// Stop one or more running containers
+    Stop(lifecycle_cmds::StopArgs),
+    /// Kill one or more running containers
+    Kill(lifecycle_cmds::KillArgs),
+    /// Restart one or more containers
+    Restart(lifecycle_cmds::StopArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(lifecycle_cmds::WaitArgs),
+    /// Fetch the logs of a container
+    Logs(lifecycle_cmds::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(lifecycle_cmds::AttachArgs),
+    /// Run a command in a running container
+    Exec(lifecycle_cmds::ExecArgs),
+    /// Display the running processes of a container
+    Top(lifecycle_cmds::TopArgs),
+    /// Rename a container
+    Rename(lifecycle_cmds::RenameArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(container_cmds::ContainerCmd),
+    /// The monitor of a detached container (internal)
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(lifecycle_cmds::MonitorArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
@@ -177,6 +199,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Ps(a) => container_cmds::ps(&engine, a),
         Cmd::Rm(a) => container_cmds::rm(&engine, a),
         Cmd::Diff(a) => container_cmds::diff(&engine, a),
+        Cmd::Stop(a) => lifecycle_cmds::stop(&engine, a),
+        Cmd::Kill(a) => lifecycle_cmds::kill(&engine, a),
+        Cmd::Restart(a) => lifecycle_cmds::restart(&engine, a),
+        Cmd::Wait(a) => lifecycle_cmds::wait(&engine, a),
+        Cmd::Logs(a) => lifecycle_cmds::logs(&engine, a),
+        Cmd::Attach(a) => lifecycle_cmds::attach(&engine, a),
+        Cmd::Exec(a) => lifecycle_cmds::exec(&engine, a),
+        Cmd::Top(a) => lifecycle_cmds::top(&engine, a),
+        Cmd::Rename(a) => lifecycle_cmds::rename(&engine, a),
         Cmd::Container(c) => container_cmds::dispatch(&engine, c),
+        Cmd::ContainerMonitor(a) => lifecycle_cmds::monitor(&engine, a),
     }
 }

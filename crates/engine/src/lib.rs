@@ -20,8 +20,9 @@ use berth_store::Store;
 pub use berth_digest::{ChainId, DiffId, Digest, ImageId};
 pub use changes::{parse_change, Change};
 pub use container::{
-    CResult, ChangeKind, ContainerChange, ContainerError, ContainerRecord, ContainerState,
-    CreateOptions, HostConfig,
+    parse_signal, CResult, ChangeKind, ContainerChange, ContainerError, ContainerExecOptions,
+    ContainerRecord, ContainerState, CreateOptions, HostConfig, LogEntry, LogOptions, LogStream,
+    MONITOR_COMMAND,
 };
 pub use error::{EngineError, Result};
 pub use fetch::open_url;

@@ -15,6 +15,11 @@ pub enum ContainerError {
     InvalidArgument(String),
     #[error("rootless containers need the vfs storage driver for now (--storage-driver vfs), or run as root")]
     RootlessUnsupported,
+    /// A detached start that failed, as its monitor reported it.
+    #[error("{message}")]
+    StartFailed { code: u8, message: String },
+    #[error("Container {0} is not running")]
+    NotRunning(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -47,6 +52,7 @@ impl ContainerError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ContainerError::Launch(e) => e.exit_code().clamp(0, 255) as u8,
+            ContainerError::StartFailed { code, .. } => *code,
             _ => 125,
         }
     }

@@ -5,8 +5,12 @@
 
 mod error;
 mod inspect;
+mod lifecycle;
+mod logs;
+mod monitor;
 mod names;
 mod run;
+mod signals;
 mod spec;
 mod state;
 
@@ -23,6 +27,10 @@ use crate::Engine;
 
 pub use berth_snapshot::{Change as ContainerChange, ChangeKind};
 pub use error::{CResult, ContainerError};
+pub use lifecycle::ExecOptions as ContainerExecOptions;
+pub use logs::{LogEntry, LogOptions, Stream as LogStream};
+pub use monitor::MONITOR_COMMAND;
+pub use signals::parse_signal;
 pub use state::{HostConfig, Record as ContainerRecord, State as ContainerState};
 
 use state::Record;
@@ -55,6 +63,12 @@ pub struct CreateOptions {
     pub read_only: bool,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `-t`: a pty for the init.
+    pub tty: bool,
+    /// `-i`: keep the container's stdin open.
+    pub interactive: bool,
+    /// `-d` (run only): nobody attaches when it starts.
+    pub detach: bool,
 }
 
 fn random_hex() -> String {
@@ -136,6 +150,18 @@ fn container_config(
         },
     );
     config.insert("Image".into(), json!(opts.image));
+    // Docker's attach flags: a foreground `run -i` closes the container's
+    // stdin when the client's ends (StdinOnce); `-d -i` keeps it open for
+    // later `attach`es.
+    config.insert("Tty".into(), json!(opts.tty));
+    config.insert("OpenStdin".into(), json!(opts.interactive));
+    config.insert("StdinOnce".into(), json!(opts.interactive && !opts.detach));
+    config.insert(
+        "AttachStdin".into(),
+        json!(opts.interactive && !opts.detach),
+    );
+    config.insert("AttachStdout".into(), json!(!opts.detach));
+    config.insert("AttachStderr".into(), json!(!opts.detach));
     if let Some(w) = &opts.workdir {
         if !w.starts_with('/') {
             return Err(ContainerError::InvalidArgument(format!(
@@ -285,6 +311,7 @@ impl Engine {
             hostname_path: dir.join("hostname").display().to_string(),
             hosts_path: dir.join("hosts").display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
+            log_path: String::new(),
             host_config: HostConfig {
                 auto_remove: opts.auto_remove,
                 readonly_rootfs: opts.read_only,

@@ -1,19 +1,14 @@
-//! Running a container in the foreground: the calling process is its
-//! monitor. It mounts the root filesystem (and serves it, with the fuse
-//! driver), starts the init with the caller's stdio, records the state
-//! transitions and the exit status, and unmounts.
+//! Helpers around a container's run state: whether its init is alive,
+//! killing it, and clearing a root filesystem mount left behind. The
+//! monitor itself is in [`monitor`](super::monitor).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_launch::{LaunchOptions, Stdio};
 use rustix::process::{Pid, Signal};
 
 use super::error::{CResult, ContainerError};
-use super::spec;
 use super::state::{self, Record};
-use crate::images::now_rfc3339;
-use crate::Engine;
 
 /// Whether the record says running and its init is still there.
 pub(crate) fn is_running(record: &Record) -> bool {
@@ -83,116 +78,5 @@ pub(crate) fn unmount_rootfs(rootfs: &Path) -> CResult<()> {
             e,
         )),
         _ => Ok(()),
-    }
-}
-
-impl Engine {
-    /// `start -a` and foreground `run`: runs the container to completion
-    /// with this process's stdout and stderr (and stdin when `interactive`,
-    /// else an empty one, as Docker without `-i`) and returns its exit code
-    /// (Docker's: the command's, or 128 + signal).
-    pub fn run_attached(&self, query: &str, interactive: bool) -> CResult<i32> {
-        let mut record = self.container(query)?;
-        if is_running(&record) {
-            return Err(ContainerError::InvalidArgument(format!(
-                "container {} is already running",
-                &record.id[..12]
-            )));
-        }
-        let dir = self.container_dir(&record.id);
-        let mount = self.store.mount(&record.id)?.ok_or_else(|| {
-            ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
-        })?;
-        let mounts = self.snapshotter()?.mounts(&mount.mount_id)?;
-        let rootfs = dir.join("rootfs");
-        unmount_rootfs(&rootfs)?;
-        // Rootless, only a plain directory (vfs) works for now: the launcher
-        // binds it inside the container's user namespace. Union mounts would
-        // have to be made in that namespace too.
-        let direct = match (self.rootless, mounts.as_slice()) {
-            (false, _) => None,
-            (true, [m]) if m.fstype == "bind" => Some(std::path::PathBuf::from(&m.source)),
-            (true, _) => return Err(ContainerError::RootlessUnsupported),
-        };
-        let (rootfs, guard) = match direct {
-            Some(dir) => (dir, None),
-            None => {
-                std::fs::create_dir(&rootfs)
-                    .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
-                let guard = berth_snapshot::mount_all(&mounts, &rootfs)?;
-                (rootfs, Some(guard))
-            }
-        };
-
-        let started = spec::build(&record, &rootfs).and_then(|spec| {
-            let stdio = if interactive {
-                Stdio::Inherit
-            } else {
-                let null = std::fs::File::open("/dev/null")
-                    .map_err(|e| ContainerError::io("opening /dev/null", e))?;
-                Stdio::Fds {
-                    stdin: Some(null.into()),
-                    stdout: None,
-                    stderr: None,
-                }
-            };
-            let opts = LaunchOptions {
-                rootless: self.rootless,
-                stdio,
-                cgroup: None,
-            };
-            Ok(berth_launch::spawn(&spec, &rootfs, &opts)?)
-        });
-        let mut container = match started {
-            Ok(c) => c,
-            Err(e) => {
-                // Docker records a failed start as exited with its code.
-                record.state.status = "exited".into();
-                record.state.exit_code = e.exit_code().into();
-                record.state.error = e.to_string();
-                record.state.finished_at = now_rfc3339();
-                let _ = state::save(&dir, &record);
-                if guard.is_some() {
-                    drop(guard);
-                    let _ = std::fs::remove_dir(&rootfs);
-                }
-                return Err(e);
-            }
-        };
-        record.state = state::State {
-            status: "running".into(),
-            running: true,
-            pid: container.pid(),
-            started_at: now_rfc3339(),
-            ..Default::default()
-        };
-        state::save(&dir, &record)?;
-
-        let waited = container.wait();
-        // Unmount before recording the exit: `rm -f` waits for the record
-        // to say exited, then removes what is left.
-        let unmounted = match guard {
-            Some(g) => g
-                .unmount()
-                .map_err(ContainerError::from)
-                .and_then(|()| unmount_rootfs(&rootfs)),
-            None => Ok(()),
-        };
-        let code = match &waited {
-            Ok(status) => status.code(),
-            Err(_) => 125,
-        };
-        record.state.status = "exited".into();
-        record.state.running = false;
-        record.state.pid = 0;
-        record.state.exit_code = code;
-        record.state.finished_at = now_rfc3339();
-        if let Err(e) = &waited {
-            record.state.error = e.to_string();
-        }
-        state::save(&dir, &record)?;
-        unmounted?;
-        waited?;
-        Ok(code)
     }
 }

@@ -92,6 +92,9 @@ pub struct Record {
     pub hosts_path: String,
     #[serde(rename = "ResolvConfPath")]
     pub resolv_conf_path: String,
+    /// The json-file log, once the container has run.
+    #[serde(rename = "LogPath", default)]
+    pub log_path: String,
     /// Kept in hostconfig.json, not in this file.
     #[serde(skip)]
     pub host_config: HostConfig,
@@ -263,6 +266,7 @@ mod tests {
             hostname_path: String::new(),
             hosts_path: String::new(),
             resolv_conf_path: String::new(),
+            log_path: String::new(),
             host_config: HostConfig::default(),
         }
     }

@@ -1,0 +1,658 @@
+//! The per-container monitor: no daemon, one process per running container.
+//!
+//! It holds `containers/<id>/monitor.lock` for its whole life (so `wait`
+//! and `stop` can block on it), mounts the root filesystem (and serves it,
+//! with the fuse driver), starts the init, copies the init's output into the
+//! json-file log and to attached clients, serves the attach socket
+//! (`containers/<id>/attach.sock`), waits for the init, unmounts, and
+//! records the exit.
+//!
+//! A foreground `run` / `start -a` is its own monitor (no extra process, no
+//! extra hop for the output). `run -d` / `start` re-execute the berth binary
+//! as a detached monitor ([`MONITOR_COMMAND`]) in its own session, which
+//! reports on an inherited pipe (fd 3) once the container runs or why it
+//! could not start.
+//!
+//! Attach clients speak Docker's multiplexed stream: each chunk of output is
+//! an 8-byte header (stream 1 or 2, three zero bytes, big-endian length)
+//! and the bytes; what a client sends is the container's stdin.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_launch::{LaunchOptions, Stdio};
+
+use super::error::{CResult, ContainerError};
+use super::logs::{LogWriter, Stream};
+use super::run::{is_running, unmount_rootfs};
+use super::spec;
+use super::state::{self, Record};
+use crate::images::now_rfc3339;
+use crate::Engine;
+
+/// The hidden subcommand that runs a detached monitor: `berth
+/// container-monitor ID`, with the readiness pipe on fd 3.
+pub const MONITOR_COMMAND: &str = "container-monitor";
+
+/// The fd on which a detached monitor reports readiness.
+const READY_FD: i32 = 3;
+
+/// How the monitor's caller takes part.
+pub(crate) enum Mode {
+    /// The caller's terminal: output to its stdout/stderr, its stdin to the
+    /// container when `stdin`.
+    Foreground { stdin: bool },
+    /// Nobody: output to the log and attach clients only; readiness goes to
+    /// this pipe.
+    Detached { ready: Option<File> },
+}
+
+/// The monitor's lock file: held exclusively while a monitor lives.
+pub(crate) fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("monitor.lock")
+}
+
+fn open_lock(dir: &Path) -> CResult<File> {
+    let path = lock_path(dir);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ContainerError::io(format!("opening {}", path.display()), e))
+}
+
+/// True while a monitor holds the container's lock.
+pub(crate) fn monitor_alive(dir: &Path) -> bool {
+    let Ok(file) = File::open(lock_path(dir)) else {
+        return false;
+    };
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+}
+
+/// Blocks until no monitor holds the container's lock.
+pub(crate) fn wait_monitor(dir: &Path) {
+    if let Ok(file) = File::open(lock_path(dir)) {
+        let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared);
+    }
+}
+
+/// The container's json-file log.
+pub(crate) fn log_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-json.log"))
+}
+
+/// Where the attach socket is bound: through an `O_PATH` fd of the
+/// container dir, since the full path can exceed `sun_path`'s 108 bytes.
+fn socket_via(dir_fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/attach.sock", dir_fd.as_raw_fd()))
+}
+
+fn open_dir_path(dir: &Path) -> CResult<OwnedFd> {
+    rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ContainerError::io(format!("opening {}", dir.display()), e.into()))
+}
+
+/// Connects to a running container's attach socket.
+pub(crate) fn connect(dir: &Path) -> CResult<UnixStream> {
+    let fd = open_dir_path(dir)?;
+    UnixStream::connect(socket_via(&fd))
+        .map_err(|e| ContainerError::io(format!("attaching to {}", dir.display()), e))
+}
+
+/// Where the output goes, shared by the pump threads and the attach server.
+struct Hub {
+    log: Mutex<LogWriter>,
+    clients: Mutex<Vec<UnixStream>>,
+    /// The container's stdin (pipe or pty master) while it may be written.
+    stdin: Mutex<Option<File>>,
+    /// Close the container's stdin when the first attached client's stdin
+    /// ends (Docker's `StdinOnce`).
+    stdin_once: bool,
+    /// Copy output to this process's stdout/stderr.
+    local: bool,
+}
+
+impl Hub {
+    fn output(&self, stream: Stream, chunk: &[u8]) {
+        if self.local {
+            let res = match stream {
+                Stream::Stdout => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(chunk).and_then(|()| out.flush())
+                }
+                Stream::Stderr => std::io::stderr().lock().write_all(chunk),
+            };
+            if let Err(e) = res {
+                log::debug!("writing container output: {e}");
+            }
+        }
+        self.log.lock().expect("log lock").write(stream, chunk);
+        let mut clients = self.clients.lock().expect("clients lock");
+        if clients.is_empty() {
+            return;
+        }
+        let mut frame = Vec::with_capacity(8 + chunk.len());
+        frame.extend_from_slice(&[stream.frame_id(), 0, 0, 0]);
+        frame.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        frame.extend_from_slice(chunk);
+        // A client that cannot keep up (or left) is dropped.
+        clients.retain_mut(|c| c.write_all(&frame).is_ok());
+    }
+
+    fn input(&self, bytes: &[u8]) -> bool {
+        let mut stdin = self.stdin.lock().expect("stdin lock");
+        match stdin.as_mut() {
+            Some(f) => f.write_all(bytes).is_ok(),
+            None => false,
+        }
+    }
+
+    fn close_stdin(&self) {
+        self.stdin.lock().expect("stdin lock").take();
+    }
+}
+
+/// Copies one of the init's outputs until it ends.
+fn pump(src: File, stream: Stream, hub: Arc<Hub>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut src = src;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hub.output(stream, &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO: the pty's last slave fd closed.
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// Accepts attach clients until the listener is shut down.
+fn serve_attach(listener: UnixListener, hub: Arc<Hub>, open_stdin: bool) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { break };
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+            if open_stdin {
+                if let Ok(reader) = conn.try_clone() {
+                    let hub = hub.clone();
+                    std::thread::spawn(move || client_input(reader, hub));
+                }
+            }
+            hub.clients.lock().expect("clients lock").push(conn);
+        }
+    });
+}
+
+fn client_input(mut conn: UnixStream, hub: Arc<Hub>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if !hub.input(&buf[..n]) {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+    if hub.stdin_once {
+        hub.close_stdin();
+    }
+}
+
+/// The init's pid, for the signal handlers of a foreground monitor.
+static INIT_PID: AtomicI32 = AtomicI32::new(0);
+/// The pty master, for SIGWINCH.
+static PTY_MASTER: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = INIT_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+extern "C" fn resize_pty(_: libc::c_int) {
+    let master = PTY_MASTER.load(Ordering::SeqCst);
+    if master >= 0 {
+        copy_winsize(master);
+    }
+}
+
+/// Copies the size of our terminal (stdin) to the pty `master`; only
+/// async-signal-safe calls.
+fn copy_winsize(master: i32) {
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize buffer.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+fn set_handler(sig: libc::c_int, handler: usize) {
+    // SAFETY: installing a handler that only makes async-signal-safe calls
+    // (or SIG_DFL / SIG_IGN).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Docker's `--sig-proxy`: the signals a foreground client gets go to the
+/// container's init.
+const PROXIED: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// The caller's terminal in raw mode, restored on drop.
+pub(crate) struct RawTerminal {
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl RawTerminal {
+    /// Puts stdin's terminal into raw mode, if stdin is a terminal.
+    pub(crate) fn enter() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(stdin.as_fd()) else {
+            return RawTerminal { saved: None };
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ =
+            rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw);
+        RawTerminal { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
+    }
+}
+
+/// Copies this process's stdin to `dest` in a thread (which ends with the
+/// process, or at the end of stdin).
+pub(crate) fn forward_stdin(mut dest: File, close_at_eof: bool) {
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if dest.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if !close_at_eof {
+            // A pty would see a hangup: keep it open until the process ends.
+            std::mem::forget(dest);
+        }
+    });
+}
+
+fn pipe() -> CResult<(File, File)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| ContainerError::io("creating a pipe", e.into()))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+fn flag(record: &Record, key: &str) -> bool {
+    record
+        .config
+        .get(key)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+impl Engine {
+    /// `start -a` and foreground `run`: runs the container to completion,
+    /// this process being its monitor, with the output on this process's
+    /// stdout and stderr (and its stdin when `interactive`, else an empty
+    /// one, as Docker without `-i`). Returns the container's exit code
+    /// (Docker's: the command's, or 128 + signal).
+    pub fn run_attached(&self, query: &str, interactive: bool) -> CResult<i32> {
+        self.monitor(query, Mode::Foreground { stdin: interactive })
+    }
+
+    /// `run -d` and `start`: starts the container under a detached monitor
+    /// process and returns its ID once it runs (or why it could not start,
+    /// with the code Docker gives). A running container is left as it is.
+    pub fn start_detached(&self, query: &str) -> CResult<String> {
+        let record = self.container(query)?;
+        let dir = self.container_dir(&record.id);
+        if is_running(&record) {
+            return Ok(record.id);
+        }
+        let (mut ready_r, ready_w) = pipe()?;
+        let log = dir.join("monitor.log");
+        let stderr = File::create(&log)
+            .map_err(|e| ContainerError::io(format!("creating {}", log.display()), e))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| ContainerError::io("finding the berth binary", e))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(MONITOR_COMMAND)
+            .arg(&record.id)
+            .env("BERTH_ROOT", self.store.root())
+            .env("BERTH_STORAGE_DRIVER", self.driver())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
+        let ready_raw = ready_w.as_raw_fd();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                // dup2 leaves the copy without close-on-exec.
+                if libc::dup2(ready_raw, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| ContainerError::io("starting the container monitor", e))?;
+        drop(ready_w);
+        let mut report = String::new();
+        let _ = ready_r.read_to_string(&mut report);
+        // The monitor lives on, in its own session; it is reparented when
+        // this process exits.
+        drop(child);
+        match report.split_once('\n') {
+            Some(("ok", _)) => Ok(record.id),
+            Some((code, msg)) if code.starts_with("err ") => {
+                let code: u8 = code[4..].trim().parse().unwrap_or(125);
+                Err(ContainerError::StartFailed {
+                    code,
+                    message: msg.trim_end().to_string(),
+                })
+            }
+            _ => {
+                let detail = std::fs::read_to_string(&log).unwrap_or_default();
+                Err(ContainerError::StartFailed {
+                    code: 125,
+                    message: format!(
+                        "the container monitor exited before the container started: {}",
+                        detail.trim()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// The body of [`MONITOR_COMMAND`]: monitors container `id` until it
+    /// exits, reporting on fd 3 whether it started.
+    pub fn serve_monitor(&self, id: &str) -> CResult<i32> {
+        // SAFETY: fd 3 was set up by start_detached and is ours alone.
+        let ready = unsafe { File::from_raw_fd(READY_FD) };
+        // Detached: nobody to signal us but `stop`, which signals the init.
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE] {
+            set_handler(sig, libc::SIG_IGN);
+        }
+        self.monitor(id, Mode::Detached { ready: Some(ready) })
+    }
+
+    pub(crate) fn monitor(&self, query: &str, mut mode: Mode) -> CResult<i32> {
+        let result = self.monitor_inner(query, &mut mode);
+        if let (Err(e), Mode::Detached { ready: Some(ready) }) = (&result, &mut mode) {
+            // Never started: tell the waiting `run -d` / `start` why.
+            let _ = writeln!(ready, "err {}\n{e}", e.exit_code());
+        }
+        result
+    }
+
+    fn monitor_inner(&self, query: &str, mode: &mut Mode) -> CResult<i32> {
+        let mut record = self.container(query)?;
+        let dir = self.container_dir(&record.id);
+        let already = || {
+            ContainerError::InvalidArgument(format!(
+                "container {} is already running",
+                &record.id[..12]
+            ))
+        };
+        let lock = open_lock(&dir)?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+            || is_running(&record)
+        {
+            return Err(already());
+        }
+        let mount = self.store.mount(&record.id)?.ok_or_else(|| {
+            ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
+        })?;
+        let mounts = self.snapshotter()?.mounts(&mount.mount_id)?;
+        let rootfs = dir.join("rootfs");
+        unmount_rootfs(&rootfs)?;
+        // Rootless, only a plain directory (vfs) works for now: the launcher
+        // binds it inside the container's user namespace. Union mounts would
+        // have to be made in that namespace too.
+        let direct = match (self.rootless, mounts.as_slice()) {
+            (false, _) => None,
+            (true, [m]) if m.fstype == "bind" => Some(PathBuf::from(&m.source)),
+            (true, _) => return Err(ContainerError::RootlessUnsupported),
+        };
+        let (rootfs, guard) = match direct {
+            Some(dir) => (dir, None),
+            None => {
+                std::fs::create_dir(&rootfs)
+                    .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
+                let guard = berth_snapshot::mount_all(&mounts, &rootfs)?;
+                (rootfs, Some(guard))
+            }
+        };
+
+        let tty = flag(&record, "Tty");
+        let open_stdin = flag(&record, "OpenStdin");
+        let foreground = matches!(mode, Mode::Foreground { .. });
+        let fg_stdin = matches!(mode, Mode::Foreground { stdin: true });
+        // Pipes for output and, detached with -i, for input.
+        let mut outputs: Vec<(File, Stream)> = Vec::new();
+        let mut stdin_w: Option<File> = None;
+        let started = spec::build(&record, &rootfs).and_then(|mut spec| {
+            if let Some(p) = spec.process_mut() {
+                p.set_terminal(Some(tty));
+            }
+            let stdio = if tty {
+                Stdio::Inherit
+            } else {
+                let (out_r, out_w) = pipe()?;
+                let (err_r, err_w) = pipe()?;
+                outputs.push((out_r, Stream::Stdout));
+                outputs.push((err_r, Stream::Stderr));
+                let stdin: Option<OwnedFd> = if fg_stdin {
+                    None
+                } else if open_stdin && !foreground {
+                    let (in_r, in_w) = pipe()?;
+                    stdin_w = Some(in_w);
+                    Some(in_r.into())
+                } else {
+                    let null = File::open("/dev/null")
+                        .map_err(|e| ContainerError::io("opening /dev/null", e))?;
+                    Some(null.into())
+                };
+                Stdio::Fds {
+                    stdin,
+                    stdout: Some(out_w.into()),
+                    stderr: Some(err_w.into()),
+                }
+            };
+            let opts = LaunchOptions {
+                rootless: self.rootless,
+                stdio,
+                cgroup: None,
+            };
+            Ok(berth_launch::spawn(&spec, &rootfs, &opts)?)
+        });
+        let mut container = match started {
+            Ok(c) => c,
+            Err(e) => {
+                // Docker records a failed start as exited with its code.
+                record.state.status = "exited".into();
+                record.state.exit_code = e.exit_code().into();
+                record.state.error = e.to_string();
+                record.state.finished_at = now_rfc3339();
+                let _ = state::save(&dir, &record);
+                if guard.is_some() {
+                    drop(guard);
+                    let _ = std::fs::remove_dir(&rootfs);
+                }
+                return Err(e);
+            }
+        };
+        let pid = container.pid();
+        INIT_PID.store(pid, Ordering::SeqCst);
+        if foreground {
+            for sig in PROXIED {
+                set_handler(sig, forward_signal as *const () as usize);
+            }
+        }
+        // The pty master is both the output and (with -i) the input.
+        let mut raw_terminal = None;
+        if let Some(master) = container.take_pty_master() {
+            let master = File::from(master);
+            if foreground {
+                copy_winsize(master.as_raw_fd());
+                PTY_MASTER.store(master.as_raw_fd(), Ordering::SeqCst);
+                set_handler(libc::SIGWINCH, resize_pty as *const () as usize);
+                if fg_stdin {
+                    raw_terminal = Some(RawTerminal::enter());
+                    let input = master
+                        .try_clone()
+                        .map_err(|e| ContainerError::io("cloning the pty", e))?;
+                    forward_stdin(input, false);
+                }
+            } else if open_stdin {
+                stdin_w = Some(
+                    master
+                        .try_clone()
+                        .map_err(|e| ContainerError::io("cloning the pty", e))?,
+                );
+            }
+            outputs.push((master, Stream::Stdout));
+        }
+
+        let hub = Arc::new(Hub {
+            log: Mutex::new(LogWriter::create(&log_path(&dir, &record.id))?),
+            clients: Mutex::new(Vec::new()),
+            stdin: Mutex::new(stdin_w),
+            stdin_once: flag(&record, "StdinOnce"),
+            local: foreground,
+        });
+        let dir_fd = open_dir_path(&dir)?;
+        let sock = socket_via(&dir_fd);
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock)
+            .map_err(|e| ContainerError::io("binding the attach socket", e))?;
+        let listener_fd = listener
+            .try_clone()
+            .map_err(|e| ContainerError::io("cloning the attach socket", e))?;
+        serve_attach(listener, hub.clone(), open_stdin);
+        let pumps: Vec<_> = outputs
+            .into_iter()
+            .map(|(src, stream)| pump(src, stream, hub.clone()))
+            .collect();
+
+        record.state = state::State {
+            status: "running".into(),
+            running: true,
+            pid,
+            started_at: now_rfc3339(),
+            ..Default::default()
+        };
+        record.log_path = log_path(&dir, &record.id).display().to_string();
+        state::save(&dir, &record)?;
+        if let Mode::Detached { ready } = mode {
+            if let Some(mut r) = ready.take() {
+                let _ = r.write_all(b"ok\n");
+            }
+        }
+
+        let waited = container.wait();
+        INIT_PID.store(0, Ordering::SeqCst);
+        // Every process in the pid namespace is gone with the init, so the
+        // outputs end (a pty reports EIO once its slave closes).
+        for p in pumps {
+            let _ = p.join();
+        }
+        PTY_MASTER.store(-1, Ordering::SeqCst);
+        drop(raw_terminal);
+        hub.log.lock().expect("log lock").finish();
+        hub.close_stdin();
+        // Unmount before recording the exit: `rm -f` waits for the record
+        // to say exited, then removes what is left.
+        let unmounted = match guard {
+            Some(g) => g
+                .unmount()
+                .map_err(ContainerError::from)
+                .and_then(|()| unmount_rootfs(&rootfs)),
+            None => Ok(()),
+        };
+        let code = match &waited {
+            Ok(status) => status.code(),
+            Err(_) => 125,
+        };
+        record.state.status = "exited".into();
+        record.state.running = false;
+        record.state.pid = 0;
+        record.state.exit_code = code;
+        record.state.finished_at = now_rfc3339();
+        if let Err(e) = &waited {
+            record.state.error = e.to_string();
+        }
+        state::save(&dir, &record)?;
+        // Attached clients see the end of the stream once the exit is on
+        // record.
+        let _ = rustix::net::shutdown(&listener_fd, rustix::net::Shutdown::Both);
+        let _ = std::fs::remove_file(&sock);
+        for c in hub.clients.lock().expect("clients lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        drop(lock);
+        if !foreground && record.host_config.auto_remove {
+            if let Err(e) = self.destroy(&record.id) {
+                log::warn!("removing container {}: {e}", &record.id[..12]);
+            }
+        }
+        unmounted?;
+        waited?;
+        Ok(code)
+    }
+}
