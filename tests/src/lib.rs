@@ -46,6 +46,24 @@ pub struct Berth {
     user: Option<(u32, u32)>,
 }
 
+/// A test that fails half-way must not leave containers (and their
+/// monitors and mounts) behind: force-remove whatever is left.
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if !self.root.join("containers").exists() {
+            return;
+        }
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.run(&args);
+        }
+    }
+}
+
 impl Default for Berth {
     fn default() -> Self {
         Self::new()

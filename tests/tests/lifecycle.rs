@@ -440,3 +440,45 @@ fn foreground_run_forwards_signals_and_logs_its_output() {
         b.ok(&["rm", "fg"]);
     }
 }
+
+#[test]
+fn ps_filters_and_sizes() {
+    for b in roots() {
+        let l = label(&b);
+        let wrote = ["run", "--name", "wrote", "busybox", "sh", "-c"];
+        b.fails(&[&wrote[..], &["echo 12345 > /f; exit 2"]].concat(), 2);
+        b.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
+        b.ok(&["create", "--name", "fresh", "busybox"]);
+        let names = |args: &[&str]| -> Vec<String> {
+            let mut a = vec!["ps", "--format", "{{.Names}}"];
+            a.extend_from_slice(args);
+            b.ok(&a).lines().map(str::to_string).collect()
+        };
+        assert_eq!(names(&[]), ["up"], "{l}");
+        assert_eq!(names(&["-f", "exited=2"]), ["wrote"], "{l}");
+        assert_eq!(names(&["-f", "status=created"]), ["fresh"], "{l}");
+        assert_eq!(names(&["-a", "-f", "name=e"]), ["fresh", "wrote"], "{l}");
+        assert_eq!(
+            names(&["-f", "status=exited", "-f", "status=running"]),
+            ["up", "wrote"],
+            "{l}: values of one key are alternatives"
+        );
+        assert_eq!(
+            names(&["-a", "-f", "ancestor=busybox", "-n", "1"]),
+            ["fresh"]
+        );
+        let err = b.fails(&["ps", "-f", "colour=red"], 1);
+        assert!(err.contains("invalid filter 'colour'"), "{l}: {err}");
+        let err = b.fails(&["ps", "-f", "status=sleepy"], 1);
+        assert!(err.contains("Unrecognised filter value"), "{l}: {err}");
+        let sizes = b.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+        assert!(sizes.contains("wrote 6B (virtual "), "{l}: {sizes}");
+        assert!(sizes.contains("fresh 0B (virtual "), "{l}: {sizes}");
+        let table = b.ok(&["ps", "-s"]);
+        assert!(
+            table.lines().next().unwrap().ends_with("SIZE"),
+            "{l}: {table}"
+        );
+        b.ok(&["rm", "-f", "wrote", "up", "fresh"]);
+    }
+}

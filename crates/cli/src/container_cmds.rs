@@ -273,6 +273,85 @@ pub struct PsArgs {
     /// Pretty-print containers using a Go template
     #[arg(long)]
     format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Filter output based on conditions provided (id, name, status, exited, label, ancestor)
+    #[arg(short, long)]
+    filter: Vec<String>,
+}
+
+/// One `ps -f KEY=VALUE`.
+fn ps_filter(f: &str) -> Result<(String, String)> {
+    let (k, v) = f
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+    const KEYS: &[&str] = &["id", "name", "status", "exited", "label", "ancestor"];
+    if !KEYS.contains(&k) {
+        anyhow::bail!("invalid filter '{k}'");
+    }
+    if k == "status"
+        && ![
+            "created",
+            "restarting",
+            "running",
+            "removing",
+            "paused",
+            "exited",
+            "dead",
+        ]
+        .contains(&v)
+    {
+        anyhow::bail!("invalid filter 'status={v}': Unrecognised filter value for status: {v}");
+    }
+    if k == "exited" && v.parse::<i32>().is_err() {
+        anyhow::bail!("invalid filter 'exited={v}'");
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Docker's filter semantics: values of one key are alternatives, keys
+/// must all match.
+fn ps_matches(r: &ContainerRecord, filters: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "id" => r.id.starts_with(v.as_str()),
+                "name" => r.short_name().contains(v.as_str()),
+                "status" => {
+                    let s = if r.state.paused {
+                        "paused"
+                    } else {
+                        r.state.status.as_str()
+                    };
+                    s == v
+                }
+                "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
+                "label" => {
+                    let labels = r.config.get("Labels").and_then(Value::as_object);
+                    match v.split_once('=') {
+                        Some((lk, lv)) => {
+                            labels.and_then(|l| l.get(lk)).and_then(Value::as_str) == Some(lv)
+                        }
+                        None => labels.is_some_and(|l| l.contains_key(v.as_str())),
+                    }
+                }
+                "ancestor" => {
+                    let name = r.image_name();
+                    name == *v
+                        || name == format!("{v}:latest")
+                        || v.strip_suffix(":latest") == Some(name.as_str())
+                        || r.image
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
+                }
+                _ => false,
+            })
+    })
 }
 
 /// Docker's STATUS column: "Created", "Up 3 seconds", "Exited (0) 2 minutes ago".
@@ -283,10 +362,17 @@ fn status(r: &ContainerRecord) -> String {
             .map(|t| t.with_timezone(&Utc))
     };
     match r.state.status.as_str() {
-        "running" => match at(&r.state.started_at) {
-            Some(t) => format!("Up {}", human_duration(Utc::now() - t)),
-            None => "Up".into(),
-        },
+        "running" | "paused" => {
+            let up = match at(&r.state.started_at) {
+                Some(t) => format!("Up {}", human_duration(Utc::now() - t)),
+                None => "Up".into(),
+            };
+            if r.state.paused {
+                format!("{up} (Paused)")
+            } else {
+                up
+            }
+        }
         "exited" => format!(
             "Exited ({}) {}",
             r.state.exit_code,
@@ -343,22 +429,45 @@ const PS_TABLE: &str =
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8> {
     let last = if a.latest { 1 } else { a.last };
     let all = a.all || last >= 0;
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| ps_filter(f))
+        .collect::<Result<Vec<_>>>()?;
+    // A status or exited filter looks at every container, as Docker's.
+    let all = all || filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut records: Vec<ContainerRecord> = engine
         .list_containers()?
         .into_iter()
         .filter(|r| all || r.state.running)
+        .filter(|r| ps_matches(r, &filters))
         .collect();
     if let Ok(n) = usize::try_from(last) {
         records.truncate(n);
     }
-    let rows: Vec<Value> = records.iter().map(|r| ps_row(r, !a.no_trunc)).collect();
+    let mut rows: Vec<Value> = records.iter().map(|r| ps_row(r, !a.no_trunc)).collect();
+    if a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
+        for (row, r) in rows.iter_mut().zip(&records) {
+            let (rw, virt) = engine.container_size(r)?;
+            row["Size"] = json!(format!(
+                "{} (virtual {})",
+                crate::format::human_size(rw),
+                crate::format::human_size(virt)
+            ));
+        }
+    }
     if a.quiet {
         for row in &rows {
             println!("{}", row["ID"].as_str().unwrap_or_default());
         }
         return Ok(0);
     }
-    let format = Format::parse(a.format.as_deref().unwrap_or(PS_TABLE))?;
+    let table = if a.size {
+        format!("{PS_TABLE}\t{{{{.Size}}}}")
+    } else {
+        PS_TABLE.to_string()
+    };
+    let format = Format::parse(a.format.as_deref().unwrap_or(&table))?;
     print!("{}", format.render_rows(&rows, PS_HEADERS)?);
     Ok(0)
 }
