@@ -272,25 +272,42 @@ fn measure(op: Op, tools: &[Tool], quick: bool) -> Result<Vec<Cell>> {
     let plan = op.plan(quick);
     let started = Instant::now();
     let n = tools.len();
-    let mut preps: Vec<std::result::Result<Prep, String>> = Vec::with_capacity(n);
-    let mut setup = Vec::new();
-    for (i, t) in tools.iter().enumerate() {
-        check_interrupted().inspect_err(|_| finish_all(op, tools, &preps))?;
-        let start = Instant::now();
-        preps.push(match &t.broken {
-            Some(why) => Err(why.clone()),
-            None => prepare(op, t, i).map_err(|e| format!("{e:#}")),
-        });
-        if start.elapsed() > Duration::from_secs(1) {
-            setup.push(format!("{} {:.1?}", t.name, start.elapsed()));
-        }
-    }
+    check_interrupted()?;
+    // Setup and cleanup are not timed: all tools at once, to save minutes.
+    let prepared: Vec<(std::result::Result<Prep, String>, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                s.spawn(move || {
+                    let start = Instant::now();
+                    let prep = match &t.broken {
+                        Some(why) => Err(why.clone()),
+                        None => prepare(op, t, i).map_err(|e| format!("{e:#}")),
+                    };
+                    (prep, start.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("setup thread panicked"))
+            .collect()
+    });
+    let setup: Vec<String> = tools
+        .iter()
+        .zip(&prepared)
+        .filter(|(_, (_, d))| *d > Duration::from_secs(1))
+        .map(|(t, (_, d))| format!("{} {d:.1?}", t.name))
+        .collect();
     if !setup.is_empty() {
         eprintln!("bench: {} setup: {}", op.label(), setup.join(", "));
     }
+    let mut preps: Vec<std::result::Result<Prep, String>> =
+        prepared.into_iter().map(|(p, _)| p).collect();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
     for round in 0..plan.warmup + plan.samples {
-        check_interrupted().inspect_err(|_| finish_all(op, tools, &preps))?;
+        check_interrupted().inspect_err(|_| finish_all(tools, &preps))?;
         for k in 0..n {
             let i = (k + round) % n;
             let Ok(prep) = &preps[i] else { continue };
@@ -308,7 +325,7 @@ fn measure(op: Op, tools: &[Tool], quick: bool) -> Result<Vec<Cell>> {
         }
     }
     let cleanup = Instant::now();
-    finish_all(op, tools, &preps);
+    finish_all(tools, &preps);
     if cleanup.elapsed() > Duration::from_secs(1) {
         eprintln!("bench: {} cleanup: {:.1?}", op.label(), cleanup.elapsed());
     }
@@ -334,14 +351,18 @@ fn measure(op: Op, tools: &[Tool], quick: bool) -> Result<Vec<Cell>> {
     Ok(cells)
 }
 
-fn finish_all(_op: Op, tools: &[Tool], preps: &[std::result::Result<Prep, String>]) {
-    for (t, p) in tools.iter().zip(preps) {
-        if let Ok(p) = p {
-            if let Err(e) = finish(t, p) {
-                eprintln!("bench: {}: {e:#}", t.name);
+fn finish_all(tools: &[Tool], preps: &[std::result::Result<Prep, String>]) {
+    std::thread::scope(|s| {
+        for (t, p) in tools.iter().zip(preps) {
+            if let Ok(p) = p {
+                s.spawn(move || {
+                    if let Err(e) = finish(t, p) {
+                        eprintln!("bench: {}: {e:#}", t.name);
+                    }
+                });
             }
         }
-    }
+    });
 }
 
 fn prepare(op: Op, t: &Tool, index: usize) -> Result<Prep> {
@@ -499,21 +520,15 @@ fn overhead_kib(main: u32) -> Result<f64> {
         ours.insert(p);
         p = tools::proc_stat(p).map_or(0, |(pp, _)| pp);
     }
+    let chain = keepers(main, |p| tools::proc_stat(p).map(|(pp, _)| pp), &ours);
+    if chain.is_empty() {
+        bail!("the container's main process has no per-container parent");
+    }
     let mut total = 0;
     let mut names = Vec::new();
-    let mut pid = main;
-    loop {
-        let (ppid, _) = tools::proc_stat(pid).context("the container's process went away")?;
-        if ppid <= 1 || ours.contains(&ppid) {
-            break;
-        }
-        let (_, comm) = tools::proc_stat(ppid).context("a parent went away")?;
-        total += tools::vm_rss_kib(ppid).context("no VmRSS")?;
-        names.push(comm);
-        pid = ppid;
-    }
-    if names.is_empty() {
-        bail!("the container's main process has no per-container parent");
+    for pid in chain {
+        total += tools::vm_rss_kib(pid).context("a per-container process went away")?;
+        names.push(tools::proc_stat(pid).map_or("?".into(), |(_, comm)| comm));
     }
     eprintln!(
         "bench: per-container processes: {} ({:.1} MiB)",
@@ -521,6 +536,21 @@ fn overhead_kib(main: u32) -> Result<f64> {
         total as f64 / 1024.0
     );
     Ok(total as f64)
+}
+
+/// The ancestors of `main` up to, not including, init or any of `ours`:
+/// the shim, conmon or monitor that keeps the container.
+fn keepers(main: u32, parent: impl Fn(u32) -> Option<u32>, ours: &HashSet<u32>) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut pid = main;
+    while let Some(ppid) = parent(pid) {
+        if ppid <= 1 || ours.contains(&ppid) {
+            break;
+        }
+        chain.push(ppid);
+        pid = ppid;
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -536,6 +566,28 @@ mod tests {
         }
         // Odd sample counts: the median is a real sample.
         assert_eq!(Op::RunTrue.plan(true).samples % 2, 1);
+    }
+
+    #[test]
+    fn keepers_stop_at_init_and_at_the_bench_itself() {
+        let parents = std::collections::HashMap::from([
+            (100, 90),
+            (90, 1),
+            (200, 190),
+            (190, 180),
+            (180, 50),
+            (300, 50),
+        ]);
+        let parent = |p| parents.get(&p).copied();
+        let ours = HashSet::from([50]);
+        // containerd-shim under init.
+        assert_eq!(keepers(100, parent, &ours), vec![90]);
+        // A monitor and a helper, still children of the bench.
+        assert_eq!(keepers(200, parent, &ours), vec![190, 180]);
+        // Started by the bench directly: nothing keeps it.
+        assert!(keepers(300, parent, &ours).is_empty());
+        // Gone: nothing to measure.
+        assert!(keepers(400, parent, &ours).is_empty());
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! scratch dir that [`Session`] unmounts and removes, together with the
 //! dockerd it started, on success, error or Ctrl-C alike.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -45,8 +45,8 @@ pub struct Tool {
     /// The store is ours alone (scratch root, own daemon): everything in
     /// it may go at the end, not just what we remember creating.
     owned_store: bool,
-    containers: RefCell<BTreeSet<String>>,
-    images: RefCell<BTreeSet<String>>,
+    containers: Mutex<BTreeSet<String>>,
+    images: Mutex<BTreeSet<String>>,
 }
 
 impl Tool {
@@ -62,8 +62,8 @@ impl Tool {
             run_flags: vec!["--network".into(), "none".into()],
             broken: None,
             owned_store: true,
-            containers: RefCell::default(),
-            images: RefCell::default(),
+            containers: Mutex::default(),
+            images: Mutex::default(),
         }
     }
 
@@ -172,16 +172,24 @@ impl Tool {
     }
 
     pub fn track_container(&self, id: &str) {
-        self.containers.borrow_mut().insert(id.trim().to_string());
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(id.trim().to_string());
     }
 
-    /// Removes containers (forced) and forgets them.
+    /// Removes containers (killed if running) and forgets them.
     pub fn remove_containers(&self, ids: &[String]) -> Result<()> {
         for chunk in ids.chunks(50) {
             let mut args = vec!["rm", "-f"];
+            if self.kind == Kind::Podman {
+                // Else podman gives the container 10 s to stop on SIGTERM,
+                // which a `sleep` as pid 1 ignores.
+                args.extend(["-t", "0"]);
+            }
             args.extend(chunk.iter().map(String::as_str));
             self.ok(&args)?;
-            let mut set = self.containers.borrow_mut();
+            let mut set = self.containers.lock().unwrap();
             for id in chunk {
                 set.remove(id);
             }
@@ -190,19 +198,19 @@ impl Tool {
     }
 
     pub fn track_image(&self, name: &str) {
-        self.images.borrow_mut().insert(name.to_string());
+        self.images.lock().unwrap().insert(name.to_string());
     }
 
     pub fn remove_image(&self, name: &str) -> Result<()> {
         self.ok(&["rmi", name])?;
-        self.images.borrow_mut().remove(name);
+        self.images.lock().unwrap().remove(name);
         Ok(())
     }
 
     /// Removes what the bench created; with a store of our own, whatever
     /// is left in it too (a command cut short may not have told its id).
     fn clean(&self) {
-        let mut ids: Vec<String> = self.containers.borrow().iter().cloned().collect();
+        let mut ids: Vec<String> = self.containers.lock().unwrap().iter().cloned().collect();
         if self.owned_store && self.broken.is_none() {
             if let Ok(out) = self.ok(&["ps", "-aq", "--no-trunc"]) {
                 ids.extend(out.split_whitespace().map(str::to_string));
@@ -213,7 +221,7 @@ impl Tool {
         if let Err(e) = self.remove_containers(&ids) {
             eprintln!("bench: {}: {e:#}", self.name);
         }
-        let images: Vec<String> = self.images.borrow().iter().cloned().collect();
+        let images: Vec<String> = self.images.lock().unwrap().iter().cloned().collect();
         for i in images.iter().rev() {
             let _ = self.ok(&["rmi", "-f", i]);
         }
@@ -243,7 +251,7 @@ pub fn catch_interrupts() {
 
 pub fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted: cleaning up");
+        bail!("interrupted");
     }
     Ok(())
 }
