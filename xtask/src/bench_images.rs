@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::env;
+use crate::measure::{fmt_time, median, median_of, quiet, timed, Table};
 
 pub fn run(quick: bool) -> Result<()> {
     let mut cargo = env::cargo();
@@ -45,24 +46,29 @@ pub fn run(quick: bool) -> Result<()> {
     };
 
     println!("\nimages: {mb:.0} MB root filesystem, median of {rounds}\n");
-    println!("| operation | berth | berth MB/s | docker | docker MB/s | speed-up |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let mut table = Table::new([
+        "operation",
+        "berth",
+        "berth MB/s",
+        "docker",
+        "docker MB/s",
+        "speed-up",
+    ]);
     for (i, op) in ["import", "save", "load"].iter().enumerate() {
-        let b = berth_times[i];
-        let (d, dmb, ratio) = match &docker_times {
-            Some(t) => (
-                format!("{:.2} s", t[i].as_secs_f64()),
-                format!("{:.0}", mb / t[i].as_secs_f64()),
-                format!("{:.1}x", t[i].as_secs_f64() / b.as_secs_f64()),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
-        println!(
-            "| {op} | {:.2} s | {:.0} | {d} | {dmb} | {ratio} |",
-            b.as_secs_f64(),
-            mb / b.as_secs_f64()
-        );
+        let b = berth_times[i].as_secs_f64();
+        let mut row = vec![op.to_string(), fmt_time(b), format!("{:.0}", mb / b)];
+        match &docker_times {
+            Some(t) => {
+                let d = t[i].as_secs_f64();
+                row.push(fmt_time(d));
+                row.push(format!("{:.0}", mb / d));
+                row.push(format!("{:.1}x", d / b));
+            }
+            None => row.extend(["-".into(), "-".into(), "-".into()]),
+        }
+        table.row(row);
     }
+    print!("{}", table.render());
 
     // Latency of the read-only commands with 100 images present.
     let small = berth_e2e::busybox_tarball(&work);
@@ -74,10 +80,10 @@ pub fn run(quick: bool) -> Result<()> {
     }
     let images = median_of(21, || quiet(berth_cmd(&["images"])))?;
     let inspect = median_of(21, || quiet(berth_cmd(&["inspect", "bench/many:50"])))?;
-    println!("\n| command (100 images) | berth median |");
-    println!("|---|---:|");
-    println!("| images | {:.1} ms |", images.as_secs_f64() * 1e3);
-    println!("| inspect | {:.1} ms |", inspect.as_secs_f64() * 1e3);
+    let mut table = Table::new(["command (100 images)", "berth median"]);
+    table.row(["images".to_string(), fmt_time(images.as_secs_f64())]);
+    table.row(["inspect".to_string(), fmt_time(inspect.as_secs_f64())]);
+    print!("\n{}", table.render());
     Ok(())
 }
 
@@ -102,7 +108,8 @@ fn measure_round_trip(
         quiet(engine(&["rmi", "bench/rootfs:latest"]))?;
         load.push(timed(|| quiet(engine(&["load", "-i", saved])))?);
     }
-    Ok([median(import), median(save), median(load)])
+    let m = |v| median(v).expect("rounds > 0");
+    Ok([m(import), m(save), m(load)])
 }
 
 fn docker_available() -> bool {
@@ -113,36 +120,6 @@ fn docker_available() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn quiet(mut cmd: Command) -> Result<()> {
-    let out = cmd.stdout(Stdio::null()).output()?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
-    let t = Instant::now();
-    f()?;
-    Ok(t.elapsed())
-}
-
-fn median_of(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        v.push(timed(&mut f)?);
-    }
-    Ok(median(v))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// A Debian minbase made with debootstrap (cached), or a generated tree of

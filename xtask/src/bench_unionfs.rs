@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::measure::{fmt_time, median, timed, Table};
+
 const ROOT: &str = "/var/tmp/berth-bench-unionfs";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -162,12 +164,6 @@ fn drop_caches() {
     let _ = fs::write("/proc/sys/vm/drop_caches", "3");
 }
 
-fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<Duration> {
-    let t = Instant::now();
-    f()?;
-    Ok(t.elapsed())
-}
-
 fn make_files(dir: &Path, n: usize, size: usize, per_dir: usize) -> Result<Vec<PathBuf>> {
     let data = vec![7u8; size];
     let mut out = Vec::with_capacity(n);
@@ -266,8 +262,7 @@ fn measure(
                 Err(e) => eprintln!("{name} on {}: {e:#}", imp.name()),
             }
         }
-        samples.sort_by(f64::total_cmp);
-        cells.push(samples.get(samples.len() / 2).copied());
+        cells.push(median(samples));
         eprintln!("{name:>28} {:>15}: {:?}", imp.name(), cells.last().unwrap());
     }
     (name.to_string(), cells)
@@ -339,7 +334,7 @@ pub fn run(quick: bool) -> Result<()> {
                 fs::symlink_metadata(p)?;
             }
         }
-        time(|| {
+        timed(|| {
             for p in &paths {
                 fs::symlink_metadata(p)?;
             }
@@ -383,7 +378,7 @@ pub fn run(quick: bool) -> Result<()> {
         } else {
             fs::read_dir(&dir)?.count();
         }
-        time(|| {
+        timed(|| {
             let n = fs::read_dir(&dir)?.count();
             if n != scale.readdir_entries {
                 bail!("readdir saw {n} entries");
@@ -419,7 +414,7 @@ pub fn run(quick: bool) -> Result<()> {
         } else {
             read_all(&p)?;
         }
-        time(|| read_all(&p))
+        timed(|| read_all(&p))
     };
     let mib = scale.read_bytes >> 20;
     rows.push(measure(
@@ -451,7 +446,7 @@ pub fn run(quick: bool) -> Result<()> {
         &el,
         &|m| {
             let chunk = vec![1u8; 1 << 20];
-            time(|| {
+            timed(|| {
                 let mut f = fs::File::create(m.mnt.join("out"))?;
                 for _ in 0..(wbytes >> 20) {
                     f.write_all(&chunk)?;
@@ -473,7 +468,7 @@ pub fn run(quick: bool) -> Result<()> {
         &format!("copy-up {} MiB", scale.copyup_bytes >> 20),
         &cl,
         &|m| {
-            time(|| {
+            timed(|| {
                 let mut f = fs::OpenOptions::new()
                     .append(true)
                     .open(m.mnt.join("big"))?;
@@ -491,7 +486,7 @@ pub fn run(quick: bool) -> Result<()> {
         &scale,
         &format!("create {}k x 4 KiB", nc / 1000),
         &el,
-        &|m| time(|| make_files(&m.mnt, nc, 4096, 1000).map(drop)),
+        &|m| timed(|| make_files(&m.mnt, nc, 4096, 1000).map(drop)),
         &mut rss,
     ));
 
@@ -509,7 +504,7 @@ pub fn run(quick: bool) -> Result<()> {
         &scale,
         &format!("untar {}k files", scale.untar_files / 1000),
         &el,
-        &|m| time(|| sh(&format!("tar -C {} -xf {}", m.mnt.display(), tar.display()))),
+        &|m| timed(|| sh(&format!("tar -C {} -xf {}", m.mnt.display(), tar.display()))),
         &mut rss,
     ));
 
@@ -522,7 +517,7 @@ pub fn run(quick: bool) -> Result<()> {
         &scale,
         &format!("rm -rf {}k lower files", scale.rm_files / 1000),
         std::slice::from_ref(&rml),
-        &|m| time(|| sh(&format!("rm -rf {}/tree", m.mnt.display()))),
+        &|m| timed(|| sh(&format!("rm -rf {}/tree", m.mnt.display()))),
         &mut rss,
     ));
 
@@ -538,7 +533,7 @@ pub fn run(quick: bool) -> Result<()> {
         &|m| {
             use std::os::unix::fs::PermissionsExt;
             let paths = rel(&chfiles, &chl, &m.mnt);
-            time(|| {
+            timed(|| {
                 for p in &paths {
                     fs::set_permissions(p, fs::Permissions::from_mode(0o600))?;
                 }
@@ -553,40 +548,23 @@ pub fn run(quick: bool) -> Result<()> {
     Ok(())
 }
 
-fn fmt_time(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.1} ms", s * 1000.0)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
 fn print_table(impls: &[Impl], rows: &[Row], rss: &[Option<u64>]) {
-    let header: Vec<&str> = impls.iter().map(|i| i.name()).collect();
-    println!("| workload | {} |", header.join(" | "));
-    println!("|---|{}", "---:|".repeat(impls.len()));
+    let mut table = Table::new(std::iter::once("workload").chain(impls.iter().map(|i| i.name())));
     for (name, cells) in rows {
         let kernel = cells[0];
-        let cols: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match (c, kernel) {
-                (None, _) => "failed".to_string(),
-                (Some(t), _) if i == 0 => fmt_time(*t),
-                (Some(t), Some(k)) if k > 0.0 => format!("{} ({:.2}x)", fmt_time(*t), t / k),
-                (Some(t), _) => fmt_time(*t),
-            })
-            .collect();
-        println!("| {name} | {} |", cols.join(" | "));
+        let cols = cells.iter().enumerate().map(|(i, c)| match (c, kernel) {
+            (None, _) => "failed".to_string(),
+            (Some(t), _) if i == 0 => fmt_time(*t),
+            (Some(t), Some(k)) if k > 0.0 => format!("{} ({:.2}x)", fmt_time(*t), t / k),
+            (Some(t), _) => fmt_time(*t),
+        });
+        table.row(std::iter::once(name.clone()).chain(cols));
     }
-    let rss_cols: Vec<String> = rss
-        .iter()
-        .enumerate()
-        .map(|(i, r)| match r {
-            _ if i == 0 => String::new(),
-            Some(k) => format!("{:.1} MiB", *k as f64 / 1024.0),
-            None => "?".into(),
-        })
-        .collect();
-    println!("| daemon peak RSS | {} |", rss_cols.join(" | "));
+    let rss_cols = rss.iter().enumerate().map(|(i, r)| match r {
+        _ if i == 0 => String::new(),
+        Some(k) => format!("{:.1} MiB", *k as f64 / 1024.0),
+        None => "?".into(),
+    });
+    table.row(std::iter::once("daemon peak RSS".to_string()).chain(rss_cols));
+    print!("{}", table.render());
 }

@@ -12,9 +12,11 @@
 //!   container from it.
 
 mod bench_images;
+mod bench_run;
 mod bench_unionfs;
 mod env;
 mod fuzz;
+mod measure;
 
 use std::path::PathBuf;
 
@@ -111,9 +113,13 @@ fn bench(suite: Option<&str>, quick: bool) -> Result<()> {
         bench_unionfs::run(quick)?;
         ran = true;
     }
+    if all || suite == Some("run") {
+        bench_run::run(quick)?;
+        ran = true;
+    }
     if !ran {
         bail!(
-            "unknown benchmark suite {:?} (images, unionfs)",
+            "unknown benchmark suite {:?} (images, unionfs, run)",
             suite.unwrap_or("")
         );
     }
