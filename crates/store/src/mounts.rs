@@ -29,6 +29,11 @@ impl Store {
     /// container must not have a record yet. Record it BEFORE creating its
     /// cache dirs: gc removes hex-named dirs under `<root>/<driver>/` that no
     /// layer or record names.
+    ///
+    /// Not synced, unlike layers and images: a container's record, its
+    /// config and its snapshot are all lost together in a crash at worst
+    /// (gc then removes an orphaned snapshot), and `run` cannot afford a
+    /// handful of fsyncs per container.
     pub fn set_mount(&self, mount: &MountInfo) -> Result<()> {
         if !valid_name(&mount.container_id) {
             return Err(StoreError::BadContainerId(mount.container_id.clone()));
@@ -46,9 +51,7 @@ impl Store {
             let path = entry.path().join(name);
             let file = fs::File::create(&path).ctx("creating", &path)?;
             std::io::Write::write_all(&mut &file, value.as_bytes()).ctx("writing", &path)?;
-            file.sync_all().ctx("syncing", &path)?;
         }
-        fsutil::fsync_dir(entry.path())?;
 
         let _lock = self.lock()?;
         if let Some(parent) = &mount.parent {
@@ -61,7 +64,7 @@ impl Store {
             return Err(StoreError::MountExists(mount.container_id.clone()));
         }
         entry.keep();
-        fsutil::fsync_dir(&self.mounts_dir())
+        Ok(())
     }
 
     /// The record of one container, if any.
@@ -114,7 +117,6 @@ impl Store {
             .tmp_dir()
             .join(format!("removed-{}", fsutil::random_hex()));
         fs::rename(&dir, &doomed).ctx("removing", &dir)?;
-        fsutil::fsync_dir(&self.mounts_dir())?;
         fsutil::remove_any(&doomed).ctx("removing", &doomed)?;
         Ok(true)
     }

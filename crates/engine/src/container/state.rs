@@ -159,13 +159,17 @@ pub(crate) fn lock(root: &Path) -> CResult<fs::File> {
     Ok(file)
 }
 
-/// Writes `bytes` to `path` through a synced temp file and a rename.
+/// Writes `bytes` to `path` through a temp file and a rename, so readers
+/// see the old file or the new, never half of one. Not synced: a container's
+/// state is re-derived after a crash anyway (a record that says running
+/// whose init is gone shows exited), and a run writes it a dozen times, each
+/// fsync costing milliseconds on a busy disk. Images, which are not
+/// re-derivable, are synced by the store.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> CResult<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     };
     write().map_err(|e| {
