@@ -34,6 +34,14 @@ pub enum ContainerCmd {
     Diff(DiffArgs),
     /// Display detailed information on one or more containers
     Inspect(InspectArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::commit_cmds::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commit_cmds::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commit_cmds::CpArgs),
+    /// Remove all stopped containers
+    Prune(crate::commit_cmds::ContainerPruneArgs),
 }
 
 pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
@@ -45,6 +53,10 @@ pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
         ContainerCmd::Rm(a) => rm(engine, a),
         ContainerCmd::Diff(a) => diff(engine, a),
         ContainerCmd::Inspect(a) => inspect(engine, a),
+        ContainerCmd::Commit(a) => crate::commit_cmds::commit(engine, a),
+        ContainerCmd::Export(a) => crate::commit_cmds::export(engine, a),
+        ContainerCmd::Cp(a) => crate::commit_cmds::cp(engine, a),
+        ContainerCmd::Prune(a) => crate::commit_cmds::container_prune(engine, a),
     }
 }
 

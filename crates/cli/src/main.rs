@@ -2,6 +2,7 @@
 //! prints what comes back the way Docker does; it holds no Docker semantics
 //! of its own.
 
+mod commit_cmds;
 mod container_cmds;
 mod format;
 mod image_cmds;
@@ -68,6 +69,12 @@ enum Cmd {
     Rm(container_cmds::RmArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(container_cmds::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(commit_cmds::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commit_cmds::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commit_cmds::CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(container_cmds::ContainerCmd),
@@ -177,6 +184,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Ps(a) => container_cmds::ps(&engine, a),
         Cmd::Rm(a) => container_cmds::rm(&engine, a),
         Cmd::Diff(a) => container_cmds::diff(&engine, a),
+        Cmd::Commit(a) => commit_cmds::commit(&engine, a),
+        Cmd::Export(a) => commit_cmds::export(&engine, a),
+        Cmd::Cp(a) => commit_cmds::cp(&engine, a),
         Cmd::Container(c) => container_cmds::dispatch(&engine, c),
     }
 }

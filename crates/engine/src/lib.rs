@@ -20,8 +20,8 @@ use berth_store::Store;
 pub use berth_digest::{ChainId, DiffId, Digest, ImageId};
 pub use changes::{parse_change, Change};
 pub use container::{
-    CResult, ChangeKind, ContainerChange, ContainerError, ContainerRecord, ContainerState,
-    CreateOptions, HostConfig,
+    CResult, ChangeKind, CommitOptions, ContainerChange, ContainerError, ContainerPruneReport,
+    ContainerRecord, ContainerState, CopyIn, CopyOptions, CopyOut, CreateOptions, HostConfig,
 };
 pub use error::{EngineError, Result};
 pub use fetch::open_url;
