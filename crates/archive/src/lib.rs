@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use apply::{apply_layer, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat};
 pub use compress::{decompress, Compression};
 pub use whiteout::{parse_whiteout, Whiteout};
-pub use write::{write_layer, write_tree};
+pub use write::{write_layer, write_layer_filtered, write_tree};
 
 /// Why a layer could not be applied or written.
 #[derive(Debug, thiserror::Error)]

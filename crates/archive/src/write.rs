@@ -24,17 +24,33 @@ const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque
 /// its `.wh..wh..opq` entry. Returns the diffID and the tar's size, computed
 /// while writing.
 pub fn write_layer<W: Write>(dir: &Path, w: W) -> Result<(DiffId, u64), ArchiveError> {
-    let (diff_id, size) = write(dir, w, true)?;
+    let (diff_id, size) = write(dir, w, true, &|_| false)?;
     Ok((diff_id, size))
+}
+
+/// [`write_layer`] leaving out every entry for which `skip` (given the path
+/// relative to `dir`) is true, and everything below it: a container's
+/// layer minus the mount points berth itself put there.
+pub fn write_layer_filtered<W: Write>(
+    dir: &Path,
+    w: W,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<(DiffId, u64), ArchiveError> {
+    write(dir, w, true, skip)
 }
 
 /// Tars a plain directory tree (rootfs export/import): no whiteout translation.
 /// Returns the tar's size.
 pub fn write_tree<W: Write>(dir: &Path, w: W) -> Result<u64, ArchiveError> {
-    Ok(write(dir, w, false)?.1)
+    Ok(write(dir, w, false, &|_| false)?.1)
 }
 
-fn write<W: Write>(dir: &Path, w: W, layer: bool) -> Result<(DiffId, u64), ArchiveError> {
+fn write<W: Write>(
+    dir: &Path,
+    w: W,
+    layer: bool,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<(DiffId, u64), ArchiveError> {
     let root = fsops::open_dir(rustix::fs::CWD, dir).or_else(|_| {
         // Absolute paths and paths through symlinks are fine for the root we were given.
         rustix::fs::open(
@@ -49,6 +65,7 @@ fn write<W: Write>(dir: &Path, w: W, layer: bool) -> Result<(DiffId, u64), Archi
     let mut walker = Walker {
         builder: tar::Builder::new(out),
         layer,
+        skip,
         links: HashMap::new(),
     };
     walker.dir(root.as_fd(), Path::new(""))?;
@@ -61,14 +78,15 @@ fn write<W: Write>(dir: &Path, w: W, layer: bool) -> Result<(DiffId, u64), Archi
     Ok((DiffId::new(digest), size))
 }
 
-struct Walker<W: Write> {
+struct Walker<'s, W: Write> {
     builder: tar::Builder<W>,
     layer: bool,
+    skip: &'s dyn Fn(&Path) -> bool,
     /// First path of each multiply-linked file, to emit the others as links.
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<W: Write> Walker<W> {
+impl<W: Write> Walker<'_, W> {
     fn dir(&mut self, fd: BorrowedFd<'_>, rel: &Path) -> Result<(), ArchiveError> {
         let names = fsops::list_dir(fd).map_err(|e| ArchiveError::io(rel, e))?;
         for name in names {
@@ -84,6 +102,9 @@ impl<W: Write> Walker<W> {
         name: &OsStr,
     ) -> Result<(), ArchiveError> {
         let rel = parent.join(name);
+        if (self.skip)(&rel) {
+            return Ok(());
+        }
         let at = |e: io::Error| ArchiveError::io(&rel, e);
         let st =
             rustix::fs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| at(e.into()))?;
@@ -292,5 +313,27 @@ mod tests {
                     .unwrap();
             assert_eq!(len, rec.len(), "value length {n}");
         }
+    }
+
+    #[test]
+    fn filtered_layer_leaves_out_skipped_paths_and_their_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("etc/sub")).unwrap();
+        std::fs::write(d.join("etc/hostname"), b"").unwrap();
+        std::fs::write(d.join("etc/sub/x"), b"x").unwrap();
+        std::fs::write(d.join("keep"), b"k").unwrap();
+        let skip = |p: &Path| p == Path::new("etc/hostname") || p == Path::new("etc/sub");
+        let mut out = Vec::new();
+        let (diff_id, size) = write_layer_filtered(d, &mut out, &skip).unwrap();
+        assert_eq!(size, out.len() as u64);
+        assert_eq!(diff_id, DiffId::new(berth_digest::Digest::sha256(&out)));
+        let mut names: Vec<String> = tar::Archive::new(&out[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["etc/", "keep"]);
     }
 }

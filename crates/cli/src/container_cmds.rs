@@ -50,6 +50,14 @@ pub enum ContainerCmd {
     Top(crate::lifecycle_cmds::TopArgs),
     /// Rename a container
     Rename(crate::lifecycle_cmds::RenameArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::commit_cmds::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commit_cmds::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commit_cmds::CpArgs),
+    /// Remove all stopped containers
+    Prune(crate::commit_cmds::ContainerPruneArgs),
 }
 
 pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
@@ -71,6 +79,10 @@ pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
         ContainerCmd::Exec(a) => l::exec(engine, a),
         ContainerCmd::Top(a) => l::top(engine, a),
         ContainerCmd::Rename(a) => l::rename(engine, a),
+        ContainerCmd::Commit(a) => crate::commit_cmds::commit(engine, a),
+        ContainerCmd::Export(a) => crate::commit_cmds::export(engine, a),
+        ContainerCmd::Cp(a) => crate::commit_cmds::cp(engine, a),
+        ContainerCmd::Prune(a) => crate::commit_cmds::container_prune(engine, a),
     }
 }
 

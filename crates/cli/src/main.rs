@@ -2,6 +2,7 @@
 //! prints what comes back the way Docker does; it holds no Docker semantics
 //! of its own.
 
+mod commit_cmds;
 mod container_cmds;
 mod format;
 mod image_cmds;
@@ -87,6 +88,12 @@ enum Cmd {
     Top(lifecycle_cmds::TopArgs),
     /// Rename a container
     Rename(lifecycle_cmds::RenameArgs),
+    /// Create a new image from a container's changes
+    Commit(commit_cmds::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commit_cmds::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commit_cmds::CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(container_cmds::ContainerCmd),
@@ -208,6 +215,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Exec(a) => lifecycle_cmds::exec(&engine, a),
         Cmd::Top(a) => lifecycle_cmds::top(&engine, a),
         Cmd::Rename(a) => lifecycle_cmds::rename(&engine, a),
+        Cmd::Commit(a) => commit_cmds::commit(&engine, a),
+        Cmd::Export(a) => commit_cmds::export(&engine, a),
+        Cmd::Cp(a) => commit_cmds::cp(&engine, a),
         Cmd::Container(c) => container_cmds::dispatch(&engine, c),
         Cmd::ContainerMonitor(a) => lifecycle_cmds::monitor(&engine, a),
     }

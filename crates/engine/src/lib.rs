@@ -20,8 +20,9 @@ use berth_store::Store;
 pub use berth_digest::{ChainId, DiffId, Digest, ImageId};
 pub use changes::{parse_change, Change};
 pub use container::{
-    parse_signal, CResult, ChangeKind, ContainerChange, ContainerError, ContainerExecOptions,
-    ContainerRecord, ContainerState, CreateOptions, HostConfig, LogEntry, LogOptions, LogStream,
+    parse_signal, CResult, ChangeKind, CommitOptions, ContainerChange, ContainerError,
+    ContainerExecOptions, ContainerPruneReport, ContainerRecord, ContainerState, CopyIn,
+    CopyOptions, CopyOut, CreateOptions, HostConfig, LogEntry, LogOptions, LogStream,
     MONITOR_COMMAND,
 };
 pub use error::{EngineError, Result};

@@ -7,6 +7,9 @@ use crate::error::EngineError;
 pub enum ContainerError {
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// `cp`: the container or the path in it (`CONTAINER:PATH`) is missing.
+    #[error("No such container:path: {0}")]
+    NoSuchPath(String),
     #[error("Conflict. The container name \"/{0}\" is already in use. You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse(String),
     #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]

@@ -3,12 +3,17 @@
 //! prefixes, and the lifecycle commands. A foreground `run` or `start -a`
 //! makes the calling process the container's monitor (see [`run`]).
 
+mod access;
+mod commit;
+mod cp;
 mod error;
+mod export;
 mod inspect;
 mod lifecycle;
 mod logs;
 mod monitor;
 mod names;
+mod prune;
 mod run;
 mod signals;
 mod spec;
@@ -26,10 +31,13 @@ use crate::images::now_rfc3339;
 use crate::Engine;
 
 pub use berth_snapshot::{Change as ContainerChange, ChangeKind};
+pub use commit::CommitOptions;
+pub use cp::{CopyIn, CopyOptions, CopyOut};
 pub use error::{CResult, ContainerError};
 pub use lifecycle::ExecOptions as ContainerExecOptions;
 pub use logs::{LogEntry, LogOptions, Stream as LogStream};
 pub use monitor::MONITOR_COMMAND;
+pub use prune::ContainerPruneReport;
 pub use signals::parse_signal;
 pub use state::{HostConfig, Record as ContainerRecord, State as ContainerState};
 
@@ -368,6 +376,7 @@ impl Engine {
     fn destroy(&self, id: &str) -> CResult<()> {
         let dir = self.container_dir(id);
         run::unmount_rootfs(&dir.join("rootfs"))?;
+        access::remove_leftovers(&dir)?;
         if let Some(m) = self.store.mount(id)? {
             self.snapshotter()?.remove(&m.mount_id)?;
             self.store.remove_mount(id)?;
