@@ -84,6 +84,8 @@ pub struct CreateArgs {
     /// Keep STDIN open and pass it to the container
     #[arg(short, long)]
     interactive: bool,
+    #[command(flatten)]
+    resources: crate::resource_flags::ResourceArgs,
     /// The image to create the container from
     image: String,
     /// The command and its arguments
@@ -105,6 +107,7 @@ impl CreateArgs {
             network: self.network.clone(),
             read_only: self.read_only,
             auto_remove: self.rm,
+            resources: self.resources.options(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod container_cmds;
 mod format;
 mod image_cmds;
 mod progress;
+mod resource_flags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,8 +4,10 @@
 //! makes the calling process the container's monitor (see [`run`]).
 
 mod error;
+pub mod flags;
 mod inspect;
 mod names;
+mod resources;
 mod run;
 mod spec;
 mod state;
@@ -23,6 +25,7 @@ use crate::Engine;
 
 pub use berth_snapshot::{Change as ContainerChange, ChangeKind};
 pub use error::{CResult, ContainerError};
+pub use resources::ResourceOptions;
 pub use state::{HostConfig, Record as ContainerRecord, State as ContainerState};
 
 use state::Record;
@@ -55,6 +58,8 @@ pub struct CreateOptions {
     pub read_only: bool,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Limits, capabilities, labels, stop settings, env files.
+    pub resources: ResourceOptions,
 }
 
 fn random_hex() -> String {
@@ -226,6 +231,12 @@ impl Engine {
         if self.rootless && self.driver() != "vfs" {
             return Err(ContainerError::RootlessUnsupported);
         }
+        // resources: env files, then validated limits (before anything is made).
+        let opts = &CreateOptions {
+            env: resources::env_with_files(opts)?,
+            ..opts.clone()
+        };
+        let limits = resources::host_config(&opts.resources)?;
         let image = self.resolve_image(&opts.image)?;
         let image_config = self.config(&image)?;
         let lowers = self.image_lowers(&image)?;
@@ -261,11 +272,12 @@ impl Engine {
             .hostname
             .clone()
             .unwrap_or_else(|| id[..12].to_string());
-        let (config, argv) = container_config(
+        let (mut config, argv) = container_config(
             image_config.value.get("config").unwrap_or(&Value::Null),
             opts,
             &hostname,
         )?;
+        resources::apply_config(&mut config, &opts.resources)?;
 
         let dir = self.container_dir(&id);
         fs::create_dir_all(self.containers_root())
@@ -285,10 +297,12 @@ impl Engine {
             hostname_path: dir.join("hostname").display().to_string(),
             hosts_path: dir.join("hosts").display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
+            cgroup_path: String::new(),
             host_config: HostConfig {
                 auto_remove: opts.auto_remove,
                 readonly_rootfs: opts.read_only,
                 network_mode: network,
+                ..limits
             },
         };
         let made = self.populate(&record, &image_config.chain(), &lowers);
@@ -362,6 +376,7 @@ impl Engine {
             }
             run::kill(&self.container_dir(&record.id), record.state.pid);
         }
+        resources::remove_cgroup(&record);
         self.destroy(&record.id)?;
         Ok(record.id)
     }

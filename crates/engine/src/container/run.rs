@@ -10,6 +10,7 @@ use berth_launch::{LaunchOptions, Stdio};
 use rustix::process::{Pid, Signal};
 
 use super::error::{CResult, ContainerError};
+use super::resources;
 use super::spec;
 use super::state::{self, Record};
 use crate::images::now_rfc3339;
@@ -124,6 +125,7 @@ impl Engine {
             }
         };
 
+        let cgroup = resources::cgroup_config(&record, self.rootless); // resources
         let started = spec::build(&record, &rootfs).and_then(|spec| {
             let stdio = if interactive {
                 Stdio::Inherit
@@ -139,7 +141,7 @@ impl Engine {
             let opts = LaunchOptions {
                 rootless: self.rootless,
                 stdio,
-                cgroup: None,
+                cgroup: cgroup.clone(), // resources
             };
             Ok(berth_launch::spawn(&spec, &rootfs, &opts)?)
         });
@@ -166,11 +168,13 @@ impl Engine {
             started_at: now_rfc3339(),
             ..Default::default()
         };
+        record.cgroup_path = resources::recorded_path(cgroup.as_ref(), container.cgroup()); // resources
         state::save(&dir, &record)?;
 
         let waited = container.wait();
-        // Unmount before recording the exit: `rm -f` waits for the record
-        // to say exited, then removes what is left.
+        resources::after_exit(container.cgroup(), &mut record.state); // resources
+                                                                      // Unmount before recording the exit: `rm -f` waits for the record
+                                                                      // to say exited, then removes what is left.
         let unmounted = match guard {
             Some(g) => g
                 .unmount()
