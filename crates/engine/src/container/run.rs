@@ -172,9 +172,10 @@ impl Engine {
         state::save(&dir, &record)?;
 
         let waited = container.wait();
-        resources::after_exit(container.cgroup(), &mut record.state); // resources
-                                                                      // Unmount before recording the exit: `rm -f` waits for the record
-                                                                      // to say exited, then removes what is left.
+        // resources: OOMKilled, then the cgroup goes.
+        resources::after_exit(container.cgroup(), &mut record.state);
+        // Unmount before recording the exit: `rm -f` waits for the record
+        // to say exited, then removes what is left.
         let unmounted = match guard {
             Some(g) => g
                 .unmount()
