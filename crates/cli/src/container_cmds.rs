@@ -128,6 +128,8 @@ pub struct CreateArgs {
     /// Run container in background and print container ID (run only)
     #[arg(short, long)]
     detach: bool,
+    #[command(flatten)]
+    resources: crate::resource_flags::ResourceArgs,
     /// The image to create the container from
     image: String,
     /// The command and its arguments
@@ -152,6 +154,7 @@ impl CreateArgs {
             tty: self.tty,
             interactive: self.interactive,
             detach: self.detach,
+            resources: self.resources.options(),
         }
     }
 }

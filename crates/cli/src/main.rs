@@ -8,6 +8,7 @@ mod format;
 mod image_cmds;
 mod lifecycle_cmds;
 mod progress;
+mod resource_flags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

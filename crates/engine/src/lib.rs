@@ -19,6 +19,7 @@ use berth_store::Store;
 
 pub use berth_digest::{ChainId, DiffId, Digest, ImageId};
 pub use changes::{parse_change, Change};
+pub use container::{flags, ResourceOptions};
 pub use container::{
     parse_signal, CResult, ChangeKind, CommitOptions, ContainerChange, ContainerError,
     ContainerExecOptions, ContainerPruneReport, ContainerRecord, ContainerState, CopyIn,

@@ -12,10 +12,10 @@ use berth_launch::Stdio;
 use serde_json::{json, Value};
 
 use super::error::{CResult, ContainerError};
+use super::flags;
 use super::logs::{self, LogEntry, LogOptions};
 use super::monitor::{self, RawTerminal};
 use super::run::is_running;
-use super::signals::parse_signal;
 use super::state::{self, Record};
 use super::{names, set_env, spec, strings};
 use crate::Engine;
@@ -36,6 +36,10 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     /// `-u`.
     pub user: Option<String>,
+}
+
+fn parse_signal(s: &str) -> CResult<i32> {
+    flags::parse_signal(s).map_err(ContainerError::InvalidArgument)
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -89,13 +93,8 @@ impl Engine {
         }
         let dir = self.container_dir(&record.id);
         let pid = record.state.pid;
-        let sig = match record.config.get("StopSignal").and_then(Value::as_str) {
-            Some(s) if !s.is_empty() => parse_signal(s)?,
-            _ => libc::SIGTERM,
-        };
-        let timeout = timeout
-            .or_else(|| record.config.get("StopTimeout").and_then(Value::as_i64))
-            .unwrap_or(10);
+        let sig = record.stop_signal();
+        let timeout = timeout.unwrap_or_else(|| record.stop_timeout());
         if timeout != 0 {
             signal(pid, sig)?;
             // A negative timeout waits for ever, as Docker's.

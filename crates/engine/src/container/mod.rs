@@ -8,14 +8,15 @@ mod commit;
 mod cp;
 mod error;
 mod export;
+pub mod flags;
 mod inspect;
 mod lifecycle;
 mod logs;
 mod monitor;
 mod names;
 mod prune;
+mod resources;
 mod run;
-mod signals;
 mod spec;
 mod state;
 
@@ -34,11 +35,12 @@ pub use berth_snapshot::{Change as ContainerChange, ChangeKind};
 pub use commit::CommitOptions;
 pub use cp::{CopyIn, CopyOptions, CopyOut};
 pub use error::{CResult, ContainerError};
+pub use flags::parse_signal;
 pub use lifecycle::ExecOptions as ContainerExecOptions;
 pub use logs::{LogEntry, LogOptions, Stream as LogStream};
 pub use monitor::MONITOR_COMMAND;
 pub use prune::ContainerPruneReport;
-pub use signals::parse_signal;
+pub use resources::ResourceOptions;
 pub use state::{HostConfig, Record as ContainerRecord, State as ContainerState};
 
 use state::Record;
@@ -77,6 +79,8 @@ pub struct CreateOptions {
     pub interactive: bool,
     /// `-d` (run only): nobody attaches when it starts.
     pub detach: bool,
+    /// Limits, capabilities, labels, stop settings, env files.
+    pub resources: ResourceOptions,
 }
 
 fn random_hex() -> String {
@@ -260,6 +264,12 @@ impl Engine {
         if self.rootless && self.driver() != "vfs" {
             return Err(ContainerError::RootlessUnsupported);
         }
+        // resources: env files, then validated limits (before anything is made).
+        let opts = &CreateOptions {
+            env: resources::env_with_files(opts)?,
+            ..opts.clone()
+        };
+        let limits = resources::host_config(&opts.resources)?;
         let image = self.resolve_image(&opts.image)?;
         let image_config = self.config(&image)?;
         let lowers = self.image_lowers(&image)?;
@@ -295,11 +305,12 @@ impl Engine {
             .hostname
             .clone()
             .unwrap_or_else(|| id[..12].to_string());
-        let (config, argv) = container_config(
+        let (mut config, argv) = container_config(
             image_config.value.get("config").unwrap_or(&Value::Null),
             opts,
             &hostname,
         )?;
+        resources::apply_config(&mut config, &opts.resources)?;
 
         let dir = self.container_dir(&id);
         fs::create_dir_all(self.containers_root())
@@ -320,10 +331,12 @@ impl Engine {
             hosts_path: dir.join("hosts").display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
             log_path: String::new(),
+            cgroup_path: String::new(),
             host_config: HostConfig {
                 auto_remove: opts.auto_remove,
                 readonly_rootfs: opts.read_only,
                 network_mode: network,
+                ..limits
             },
         };
         let made = self.populate(&record, &image_config.chain(), &lowers);
@@ -398,6 +411,7 @@ impl Engine {
             }
             run::kill(&self.container_dir(&record.id), record.state.pid);
         }
+        resources::remove_cgroup(&record);
         self.destroy(&record.id)?;
         Ok(record.id)
     }

@@ -31,6 +31,7 @@ use berth_launch::{LaunchOptions, Stdio};
 
 use super::error::{CResult, ContainerError};
 use super::logs::{LogWriter, Stream};
+use super::resources;
 use super::run::{is_running, unmount_rootfs};
 use super::spec;
 use super::state::{self, Record};
@@ -486,6 +487,7 @@ impl Engine {
         // Pipes for output and, detached with -i, for input.
         let mut outputs: Vec<(File, Stream)> = Vec::new();
         let mut stdin_w: Option<File> = None;
+        let cgroup = resources::cgroup_config(&record, self.rootless);
         let started = spec::build(&record, &rootfs).and_then(|mut spec| {
             if let Some(p) = spec.process_mut() {
                 p.set_terminal(Some(tty));
@@ -517,7 +519,7 @@ impl Engine {
             let opts = LaunchOptions {
                 rootless: self.rootless,
                 stdio,
-                cgroup: None,
+                cgroup: cgroup.clone(),
             };
             Ok(berth_launch::spawn(&spec, &rootfs, &opts)?)
         });
@@ -598,6 +600,7 @@ impl Engine {
             ..Default::default()
         };
         record.log_path = log_path(&dir, &record.id).display().to_string();
+        record.cgroup_path = resources::recorded_path(cgroup.as_ref(), container.cgroup());
         state::save(&dir, &record)?;
         if let Mode::Detached { ready } = mode {
             if let Some(mut r) = ready.take() {
@@ -607,6 +610,8 @@ impl Engine {
 
         let waited = container.wait();
         INIT_PID.store(0, Ordering::SeqCst);
+        // OOMKilled, then the cgroup goes.
+        resources::after_exit(container.cgroup(), &mut record.state);
         // Every process in the pid namespace is gone with the init, so the
         // outputs end (a pty reports EIO once its slave closes).
         for p in pumps {

@@ -163,6 +163,7 @@ pub(crate) fn build(record: &Record, rootfs: &Path) -> CResult<Spec> {
             .build()
             .map_err(invalid)?,
     ));
+    super::resources::apply_to_spec(record, &mut spec)?;
     Ok(spec)
 }
 

@@ -55,11 +55,35 @@ impl Default for State {
 /// `hostconfig.json`: the flags that shape how the container runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+#[serde(default)]
 pub struct HostConfig {
     pub auto_remove: bool,
     pub readonly_rootfs: bool,
     /// `default`, `none` or `host`.
     pub network_mode: String,
+    // Resource and security flags (see resources.rs), Docker's names.
+    /// `-m`, bytes (0: unlimited).
+    pub memory: i64,
+    /// `--memory-swap`: memory plus swap in bytes, -1 unlimited.
+    pub memory_swap: i64,
+    /// `--cpus` in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// `-c`.
+    pub cpu_shares: i64,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: String,
+    /// `--pids-limit`; null when unlimited.
+    pub pids_limit: Option<i64>,
+    /// `--blkio-weight` (0: unset).
+    pub blkio_weight: u16,
+    /// `--ulimit`s; null when none.
+    pub ulimits: Option<Vec<super::flags::Ulimit>>,
+    /// `--cap-add`, normalized (`CAP_...`, `ALL`).
+    pub cap_add: Option<Vec<String>>,
+    /// `--cap-drop`, normalized.
+    pub cap_drop: Option<Vec<String>>,
+    /// `--privileged`.
+    pub privileged: bool,
 }
 
 /// config.v2.json.
@@ -95,6 +119,14 @@ pub struct Record {
     /// The json-file log, once the container has run.
     #[serde(rename = "LogPath", default)]
     pub log_path: String,
+    /// The container's cgroup below each hierarchy's root (`berth/<id>`),
+    /// once the launcher made one; `pause`, `stats`, `top` and `rm` open it.
+    #[serde(
+        rename = "CgroupPath",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub cgroup_path: String,
     /// Kept in hostconfig.json, not in this file.
     #[serde(skip)]
     pub host_config: HostConfig,
@@ -271,6 +303,7 @@ mod tests {
             hosts_path: String::new(),
             resolv_conf_path: String::new(),
             log_path: String::new(),
+            cgroup_path: String::new(),
             host_config: HostConfig::default(),
         }
     }

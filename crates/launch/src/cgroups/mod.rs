@@ -60,6 +60,9 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
     /// Block IO weight (10..1000).
     pub blkio_weight: Option<u16>,
+    /// Leave every device usable (a privileged container) instead of
+    /// Docker's default allow list.
+    pub allow_all_devices: bool,
 }
 
 impl Resources {
@@ -77,6 +80,16 @@ impl Resources {
             cpuset_mems: cpu.and_then(|c| c.mems().clone()),
             pids_limit: r.pids().as_ref().map(|p| p.limit()),
             blkio_weight: r.block_io().as_ref().and_then(|b| b.weight()),
+            allow_all_devices: r.devices().iter().flatten().any(|d| {
+                d.allow()
+                    && d.major().is_none()
+                    && d.minor().is_none()
+                    && d.typ()
+                        .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
+                    && d.access()
+                        .as_deref()
+                        .is_some_and(|a| a.contains('r') && a.contains('w') && a.contains('m'))
+            }),
         }
     }
 }
@@ -310,6 +323,30 @@ mod tests {
         assert_eq!(res.pids_limit, Some(10));
         assert_eq!(res.cpu_shares, Some(512));
         assert_eq!(res.cpuset_cpus.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn an_open_device_rule_allows_all_devices() {
+        use oci_spec::runtime::*;
+        let rule = |major: Option<i64>| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .access("rwm");
+            if let Some(m) = major {
+                b = b.major(m);
+            }
+            b.build().unwrap()
+        };
+        let with = |rules| {
+            let r = LinuxResourcesBuilder::default()
+                .devices(rules)
+                .build()
+                .unwrap();
+            Resources::from_spec(&r).allow_all_devices
+        };
+        assert!(with(vec![rule(None)]));
+        assert!(!with(vec![rule(Some(1))]));
+        assert!(!Resources::from_spec(&LinuxResources::default()).allow_all_devices);
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl CgroupV1 {
                     }
                 }
             }
-            if *controller == "devices" {
+            if *controller == "devices" && !config.resources.allow_all_devices {
                 write(&dir.join("devices.deny"), "a")?;
                 for rule in ALLOWED_DEVICES {
                     write(&dir.join("devices.allow"), rule)?;
