@@ -84,6 +84,18 @@ pub struct CreateArgs {
     /// Keep STDIN open and pass it to the container
     #[arg(short, long)]
     interactive: bool,
+    /// Bind mount a volume ([SRC:]DST[:ro|rw])
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,...)
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory (DST[:OPTIONS])
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long)]
+    volumes_from: Vec<String>,
     /// The image to create the container from
     image: String,
     /// The command and its arguments
@@ -105,6 +117,10 @@ impl CreateArgs {
             network: self.network.clone(),
             read_only: self.read_only,
             auto_remove: self.rm,
+            volumes: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            volumes_from: self.volumes_from.clone(),
         }
     }
 }
@@ -134,7 +150,7 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8> {
     };
     let result = engine.run_attached(&id, a.interactive);
     if a.rm {
-        if let Err(e) = engine.remove_container(&id, true) {
+        if let Err(e) = engine.remove_container_and_volumes(&id, true) {
             eprintln!("berth: removing container {}: {e}", &id[..12]);
         }
     }
@@ -171,7 +187,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8> {
         .map(|r| r.host_config.auto_remove)
         .unwrap_or(false);
     if auto_remove {
-        if let Err(e) = engine.remove_container(name, true) {
+        if let Err(e) = engine.remove_container_and_volumes(name, true) {
             eprintln!("berth: removing container {name}: {e}");
         }
     }
@@ -297,6 +313,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     /// The containers to remove
     #[arg(required = true)]
     containers: Vec<String>,
@@ -305,7 +324,12 @@ pub struct RmArgs {
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<u8> {
     let mut code = 0;
     for name in &a.containers {
-        match engine.remove_container(name, a.force) {
+        let removed = if a.volumes {
+            engine.remove_container_and_volumes(name, a.force)
+        } else {
+            engine.remove_container(name, a.force)
+        };
+        match removed {
             Ok(_) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e}");

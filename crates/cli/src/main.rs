@@ -6,6 +6,7 @@ mod container_cmds;
 mod format;
 mod image_cmds;
 mod progress;
+mod volume_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,9 @@ enum Cmd {
     /// Manage berth
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume_cmds::VolumeCmd),
 }
 
 #[derive(Subcommand)]
@@ -178,5 +182,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Rm(a) => container_cmds::rm(&engine, a),
         Cmd::Diff(a) => container_cmds::diff(&engine, a),
         Cmd::Container(c) => container_cmds::dispatch(&engine, c),
+        Cmd::Volume(c) => volume_cmds::dispatch(&engine, c),
     }
 }

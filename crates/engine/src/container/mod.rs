@@ -5,6 +5,8 @@
 
 mod error;
 mod inspect;
+mod mount_parse;
+mod mounts;
 mod names;
 mod run;
 mod spec;
@@ -55,6 +57,14 @@ pub struct CreateOptions {
     pub read_only: bool,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `-v`: `[SRC:]DST[:MODE]`, a bind, named or anonymous volume.
+    pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,...`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs DST[:OPTS]`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
 }
 
 fn random_hex() -> String {
@@ -256,6 +266,8 @@ impl Engine {
                 "network {network} not found (only none and host are supported yet)"
             )));
         }
+        let image_cfg = image_config.value.get("config").unwrap_or(&Value::Null);
+        let mount_plan = mounts::plan(opts, image_cfg, &existing)?;
         let id = random_hex();
         let hostname = opts
             .hostname
@@ -272,7 +284,7 @@ impl Engine {
             .map_err(|e| ContainerError::io("creating containers dir", e))?;
         fs::create_dir(&dir)
             .map_err(|e| ContainerError::io(format!("creating {}", dir.display()), e))?;
-        let record = Record {
+        let mut record = Record {
             id: id.clone(),
             created: now_rfc3339(),
             path: argv[0].clone(),
@@ -289,13 +301,18 @@ impl Engine {
                 auto_remove: opts.auto_remove,
                 readonly_rootfs: opts.read_only,
                 network_mode: network,
+                ..Default::default()
             },
+            mount_points: Default::default(),
         };
-        let made = self.populate(&record, &image_config.chain(), &lowers);
+        let made = self
+            .attach_mounts(&mut record, &mount_plan)
+            .and_then(|()| self.populate(&record, &image_config.chain(), &lowers));
         if let Err(e) = made {
             if let Err(ce) = self.destroy(&id) {
                 log::warn!("cleaning up half-created container {id}: {ce}");
             }
+            self.discard_volumes(&record);
             return Err(e);
         }
         Ok(id)
@@ -333,6 +350,7 @@ impl Engine {
             parent: chain.last().cloned(),
         })?;
         self.snapshotter()?.prepare(&mount_id, lowers)?;
+        self.seed_volumes(record, &mount_id)?;
         state::save(&self.container_dir(&record.id), record)
     }
 
