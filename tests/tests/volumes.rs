@@ -160,6 +160,13 @@ fn bind_mounts_and_named_volumes_keep_data_across_containers() {
         assert!(!host.join("x").exists());
         let out = sh(&b, &["-v", "store:/store:rw"], "touch /store/x && echo rw");
         assert_eq!(out, "rw\n");
+        // A read-only root leaves volumes writable.
+        let out = sh(
+            &b,
+            &["--read-only", "-v", "store:/store"],
+            "touch /nope 2>/dev/null || echo root-ro; touch /store/y && echo vol-rw",
+        );
+        assert_eq!(out, "root-ro\nvol-rw\n");
 
         // --mount says the same things in another syntax.
         let m = format!("type=bind,source={},target=/m,readonly", host.display());
@@ -507,6 +514,12 @@ fn tmpfs_mounts_are_tmpfs_inside() {
         }
         let out = sh(
             &b,
+            &["--read-only", "--tmpfs", "/run"],
+            "echo x > /run/f && cat /run/f; touch /f 2>/dev/null || echo ro",
+        );
+        assert_eq!(out, "x\nro\n");
+        let out = sh(
+            &b,
             &["--tmpfs", "/cache:size=1m,mode=1770"],
             "cat /proc/mounts",
         );
@@ -759,12 +772,14 @@ fn rootless_vfs_volumes_as_the_test_user() {
         "withvol",
         "sh",
         "-c",
-        "echo in > /escape/w; grep -c ' /run tmpfs ' /proc/mounts",
+        "echo in > /escape/w; mkdir -p /escape/ro/sub; chmod 555 /escape/ro; \
+         grep -c ' /run tmpfs ' /proc/mounts",
     ]);
     assert_eq!(out, "1\n");
     let names: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
     assert_eq!(names.len(), 1, "the host dir was touched");
-    // --rm took the anonymous volumes; named ones stay.
+    // --rm took the anonymous volumes; named ones stay, and go even with
+    // a read-only directory in them.
     assert_eq!(ok(&["volume", "ls", "-q"]), "esc\nkeep\n");
     let out = run(&["volume", "rm", "esc", "keep"]);
     assert!(

@@ -308,7 +308,31 @@ fn destroy(root: &Path, name: &str) -> VResult<()> {
     let gone = dir.join(format!(".rm-{}", random_name()));
     fs::rename(dir.join(name), &gone)
         .map_err(|e| VolumeError::io(format!("removing volume {name}"), e))?;
-    fs::remove_dir_all(&gone).map_err(|e| VolumeError::io(format!("removing volume {name}"), e))
+    let removed = match fs::remove_dir_all(&gone) {
+        // A container may leave read-only directories (0555) that their
+        // owner, rootless, cannot empty: open them up and retry.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_writable(&gone);
+            fs::remove_dir_all(&gone)
+        }
+        r => r,
+    };
+    removed.map_err(|e| VolumeError::io(format!("removing volume {name}"), e))
+}
+
+/// Gives every directory under `dir` (not following links) owner rwx.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = dir.symlink_metadata() else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(meta.mode() | 0o700));
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        make_writable(&e.path());
+    }
 }
 
 /// Bytes in the regular files under `dir`, hard links counted once.
