@@ -481,10 +481,18 @@ impl Engine {
     pub fn remove_container_and_volumes(&self, query: &str, force: bool) -> CResult<String> {
         let record = self.container(query)?;
         let id = self.remove_container(&record.id, force)?;
-        if let Err(e) = self.remove_unused_anonymous(&record.anonymous_volumes(), false) {
-            log::warn!("removing the volumes of {}: {e}", &id[..12]);
-        }
+        self.release_anonymous_volumes(&record);
         Ok(id)
+    }
+
+    /// After removed container `record` is gone: removes those of its
+    /// anonymous volumes no other container uses (a failure is logged).
+    /// Whatever removes an `--rm` container calls this; the caller must
+    /// not hold the containers lock.
+    pub(crate) fn release_anonymous_volumes(&self, record: &Record) {
+        if let Err(e) = self.remove_unused_anonymous(&record.anonymous_volumes(), false) {
+            log::warn!("removing the volumes of {}: {e}", &record.id[..12]);
+        }
     }
 
     /// Seeds the volumes of new container `record` that ask for it (see
