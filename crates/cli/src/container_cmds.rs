@@ -130,6 +130,18 @@ pub struct CreateArgs {
     detach: bool,
     #[command(flatten)]
     resources: crate::resource_flags::ResourceArgs,
+    /// Bind mount a volume ([SRC:]DST[:ro|rw])
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,...)
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory (DST[:OPTIONS])
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long)]
+    volumes_from: Vec<String>,
     /// The image to create the container from
     image: String,
     /// The command and its arguments
@@ -155,6 +167,10 @@ impl CreateArgs {
             interactive: self.interactive,
             detach: self.detach,
             resources: self.resources.options(),
+            volumes: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            volumes_from: self.volumes_from.clone(),
         }
     }
 }
@@ -195,7 +211,7 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8> {
             }
             Err(e) => {
                 if a.rm {
-                    let _ = engine.remove_container(&id, true);
+                    let _ = engine.remove_container_and_volumes(&id, true);
                 }
                 Ok(failed(&e))
             }
@@ -203,7 +219,7 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8> {
     }
     let result = engine.run_attached(&id, a.interactive);
     if a.rm {
-        if let Err(e) = engine.remove_container(&id, true) {
+        if let Err(e) = engine.remove_container_and_volumes(&id, true) {
             eprintln!("berth: removing container {}: {e}", &id[..12]);
         }
     }
@@ -257,7 +273,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8> {
         .map(|r| r.host_config.auto_remove)
         .unwrap_or(false);
     if auto_remove {
-        if let Err(e) = engine.remove_container(name, true) {
+        if let Err(e) = engine.remove_container_and_volumes(name, true) {
             eprintln!("berth: removing container {name}: {e}");
         }
     }
@@ -492,6 +508,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     /// The containers to remove
     #[arg(required = true)]
     containers: Vec<String>,
@@ -500,7 +519,12 @@ pub struct RmArgs {
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<u8> {
     let mut code = 0;
     for name in &a.containers {
-        match engine.remove_container(name, a.force) {
+        let removed = if a.volumes {
+            engine.remove_container_and_volumes(name, a.force)
+        } else {
+            engine.remove_container(name, a.force)
+        };
+        match removed {
             Ok(_) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e}");

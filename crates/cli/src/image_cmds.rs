@@ -668,6 +668,7 @@ fn human_binary(n: u64) -> String {
 
 pub fn df(engine: &Engine) -> Result<u8> {
     let u = engine.disk_usage()?;
+    let volumes = engine.volume_usage()?;
     let pct = |r: u64, s: u64| match (r * 100).checked_div(s) {
         Some(p) => format!("{} ({p}%)", human_size(r)),
         None => "0B".to_string(),
@@ -693,10 +694,10 @@ pub fn df(engine: &Engine) -> Result<u8> {
         ],
         vec![
             "Local Volumes".into(),
-            "0".into(),
-            "0".into(),
-            "0B".into(),
-            "0B".into(),
+            volumes.0.to_string(),
+            volumes.1.to_string(),
+            human_size(volumes.2),
+            pct(volumes.3, volumes.2),
         ],
         vec![
             "Build Cache".into(),

@@ -9,6 +9,7 @@ mod image_cmds;
 mod lifecycle_cmds;
 mod progress;
 mod resource_flags;
+mod volume_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +108,9 @@ enum Cmd {
     /// Manage berth
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume_cmds::VolumeCmd),
 }
 
 #[derive(Subcommand)]
@@ -221,5 +225,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Cp(a) => commit_cmds::cp(&engine, a),
         Cmd::Container(c) => container_cmds::dispatch(&engine, c),
         Cmd::ContainerMonitor(a) => lifecycle_cmds::monitor(&engine, a),
+        Cmd::Volume(c) => volume_cmds::dispatch(&engine, c),
     }
 }

@@ -12,6 +12,7 @@ mod images;
 mod inspect;
 mod system;
 mod transfer;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ pub use images::{
 };
 pub use system::{DiskUsage, Info};
 pub use transfer::LoadReport;
+pub use volumes::{Volume, VolumeCreateOptions, VolumeError, VolumeFilter, VolumePruneReport};
 
 /// The storage drivers berth knows, in the order auto-selection tries them.
 pub const DRIVERS: &[&str] = &["overlay", "fuse", "vfs"];

@@ -47,4 +47,5 @@ pub use exec::{exec, ExecChild, ExecOptions};
 pub use fork::ExitStatus;
 pub use idmap::{rootless_map, IdRange};
 pub use process::Stdio;
+pub use rootfs::secure_join;
 pub use spawn::{spawn, Container, LaunchOptions};

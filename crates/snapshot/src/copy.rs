@@ -53,6 +53,31 @@ pub(crate) fn copy_node(src: &Path, meta: &Metadata, dst: &Path, links: &mut Lin
     copy_metadata(src, meta, dst)
 }
 
+/// Copies what directory `src` holds into the existing directory `dst`
+/// (a new volume seeded from its image), everything kept as
+/// [`copy_node`] keeps it, then gives `dst` the owner and mode of `src`.
+/// Symlinks are copied as links, never followed.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    fn contents(src: &Path, dst: &Path, links: &mut Links) -> Result<()> {
+        for entry in std::fs::read_dir(src).ctx("listing", src)? {
+            let from = entry.ctx("listing", src)?.path();
+            let to = dst.join(from.file_name().expect("a listed entry has a name"));
+            let meta = from.symlink_metadata().ctx("reading", &from)?;
+            if meta.is_dir() {
+                make_dir(&to)?;
+                contents(&from, &to, links)?;
+                copy_metadata(&from, &meta, &to)?;
+            } else {
+                copy_node(&from, &meta, &to, links)?;
+            }
+        }
+        Ok(())
+    }
+    contents(src, dst, &mut Links::default())?;
+    let meta = src.symlink_metadata().ctx("reading", src)?;
+    copy_metadata(src, &meta, dst)
+}
+
 /// Makes directory `dst` for source directory `meta`, writable by us until
 /// [`copy_metadata`] sets the real mode once its contents are in.
 pub(crate) fn make_dir(dst: &Path) -> Result<()> {
@@ -188,4 +213,33 @@ fn make_removable(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_tree_keeps_modes_and_links_and_follows_no_symlink() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::fs::create_dir(src.path().join("sub")).unwrap();
+        std::fs::write(src.path().join("sub/f"), b"data").unwrap();
+        std::fs::set_permissions(src.path().join("sub/f"), PermissionsExt::from_mode(0o640))
+            .unwrap();
+        std::fs::hard_link(src.path().join("sub/f"), src.path().join("hard")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), src.path().join("out")).unwrap();
+        std::fs::set_permissions(src.path(), PermissionsExt::from_mode(0o711)).unwrap();
+        copy_tree(src.path(), dst.path()).unwrap();
+        let d = dst.path();
+        assert_eq!(std::fs::read(d.join("sub/f")).unwrap(), b"data");
+        let meta = d.join("sub/f").metadata().unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(meta.ino(), d.join("hard").metadata().unwrap().ino());
+        assert!(d.join("out").symlink_metadata().unwrap().is_symlink());
+        assert_eq!(std::fs::read_link(d.join("out")).unwrap(), outside.path());
+        assert_eq!(d.metadata().unwrap().mode() & 0o7777, 0o711);
+    }
 }

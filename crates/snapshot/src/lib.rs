@@ -37,6 +37,7 @@ mod vfs;
 use std::path::PathBuf;
 
 pub use changes::{Change, ChangeKind};
+pub use copy::copy_tree;
 pub use error::{Result, SnapshotError};
 pub use mount::{mount_all, Mount, MountGuard, FUSE_FSTYPE};
 pub use probe::{detect, open, probe_fuse, probe_overlay, DRIVERS};

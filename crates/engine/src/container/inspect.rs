@@ -44,7 +44,7 @@ impl Engine {
             "GraphDriver".into(),
             json!({"Data": graph, "Name": record.driver}),
         );
-        doc.insert("Mounts".into(), json!([]));
+        doc.insert("Mounts".into(), super::mounts::inspect_mounts(&record));
         // Docker's State also says when a container was never started.
         if let Some(Value::Object(state)) = doc.get_mut("State") {
             state.entry("StartedAt").or_insert_with(|| json!(ZERO_TIME));

@@ -13,6 +13,8 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod monitor;
+mod mount_parse;
+mod mounts;
 mod names;
 mod prune;
 mod resources;
@@ -81,6 +83,14 @@ pub struct CreateOptions {
     pub detach: bool,
     /// Limits, capabilities, labels, stop settings, env files.
     pub resources: ResourceOptions,
+    /// `-v`: `[SRC:]DST[:MODE]`, a bind, named or anonymous volume.
+    pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,...`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs DST[:OPTS]`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
 }
 
 fn random_hex() -> String {
@@ -300,6 +310,8 @@ impl Engine {
                 "network {network} not found (only none and host are supported yet)"
             )));
         }
+        let image_cfg = image_config.value.get("config").unwrap_or(&Value::Null);
+        let mount_plan = mounts::plan(opts, image_cfg, &existing)?;
         let id = random_hex();
         let hostname = opts
             .hostname
@@ -317,7 +329,7 @@ impl Engine {
             .map_err(|e| ContainerError::io("creating containers dir", e))?;
         fs::create_dir(&dir)
             .map_err(|e| ContainerError::io(format!("creating {}", dir.display()), e))?;
-        let record = Record {
+        let mut record = Record {
             id: id.clone(),
             created: now_rfc3339(),
             path: argv[0].clone(),
@@ -338,12 +350,16 @@ impl Engine {
                 network_mode: network,
                 ..limits
             },
+            mount_points: Default::default(),
         };
-        let made = self.populate(&record, &image_config.chain(), &lowers);
+        let made = self
+            .attach_mounts(&mut record, &mount_plan)
+            .and_then(|()| self.populate(&record, &image_config.chain(), &lowers));
         if let Err(e) = made {
             if let Err(ce) = self.destroy(&id) {
                 log::warn!("cleaning up half-created container {id}: {ce}");
             }
+            self.discard_volumes(&record);
             return Err(e);
         }
         Ok(id)
@@ -381,6 +397,7 @@ impl Engine {
             parent: chain.last().cloned(),
         })?;
         self.snapshotter()?.prepare(&mount_id, lowers)?;
+        self.seed_volumes(record, &mount_id)?;
         state::save(&self.container_dir(&record.id), record)
     }
 

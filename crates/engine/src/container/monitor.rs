@@ -652,8 +652,9 @@ impl Engine {
         }
         drop(lock);
         if !foreground && record.host_config.auto_remove {
-            if let Err(e) = self.destroy(&record.id) {
-                log::warn!("removing container {}: {e}", &record.id[..12]);
+            match self.destroy(&record.id) {
+                Ok(()) => self.release_anonymous_volumes(&record),
+                Err(e) => log::warn!("removing container {}: {e}", &record.id[..12]),
             }
         }
         unmounted?;

@@ -150,6 +150,7 @@ pub(crate) fn build(record: &Record, rootfs: &Path) -> CResult<Spec> {
     mounts.push(bind("/etc/resolv.conf", &record.resolv_conf_path)?);
     mounts.push(bind("/etc/hostname", &record.hostname_path)?);
     mounts.push(bind("/etc/hosts", &record.hosts_path)?);
+    super::mounts::add_spec_mounts(&mut mounts, record)?;
 
     let mut spec = Spec::default();
     spec.set_process(Some(process));

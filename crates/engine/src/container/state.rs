@@ -84,6 +84,17 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--privileged`.
     pub privileged: bool,
+    /// `-v` flags with a source (binds and named volumes).
+    #[serde(default)]
+    pub binds: Option<Vec<String>>,
+    /// `--tmpfs`: destination → options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub volumes_from: Option<Vec<String>>,
+    /// `--mount` flags, as Docker's `Mount` objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<super::mounts::MountSpec>,
 }
 
 /// config.v2.json.
@@ -130,6 +141,9 @@ pub struct Record {
     /// Kept in hostconfig.json, not in this file.
     #[serde(skip)]
     pub host_config: HostConfig,
+    /// Destination → mount (see [`super::mounts`]).
+    #[serde(rename = "MountPoints", default)]
+    pub mount_points: std::collections::BTreeMap<String, super::mounts::MountPoint>,
 }
 
 impl Record {
@@ -305,6 +319,7 @@ mod tests {
             log_path: String::new(),
             cgroup_path: String::new(),
             host_config: HostConfig::default(),
+            mount_points: Default::default(),
         }
     }
 

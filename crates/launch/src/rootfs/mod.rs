@@ -13,4 +13,4 @@ mod secure_join;
 
 pub(crate) use ops::{run, Op};
 pub(crate) use plan::{cstr, plan, PlanContext};
-pub(crate) use secure_join::secure_join;
+pub use secure_join::secure_join;

@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString};
 
 use crate::msg::MsgBuf;
-use crate::sys::{Errno, FileKind, Syscall};
+use crate::sys::{Create, Errno, FileKind, Syscall};
 
 /// Arguments of one `mount(2)` call.
 #[derive(Debug, Clone)]
@@ -16,10 +16,93 @@ pub(crate) struct MountArgs {
     pub data: Option<CString>,
 }
 
+/// A mount whose mount point is found (and made when missing) inside the
+/// root filesystem by descriptor, so no symlink, even one planted in a
+/// volume mounted just before, can point it outside.
+#[derive(Debug, Clone)]
+pub(crate) struct InRootMount {
+    /// The root filesystem on the host.
+    pub root: CString,
+    /// The destination below it, symlinks of the image already resolved.
+    pub rel: CString,
+    /// What to create when the mount point is missing.
+    pub create: Create,
+    pub source: Option<CString>,
+    pub fstype: Option<CString>,
+    pub flags: libc::c_ulong,
+    pub data: Option<CString>,
+    /// Flags a bind only takes through a remount (`ro`, `nosuid`...).
+    pub remount_flags: libc::c_ulong,
+    /// `MS_PRIVATE` etc., set by a call of its own; 0 for none.
+    pub propagation: libc::c_ulong,
+}
+
+/// `/proc/self/fd/N` in a stack buffer: the path of an open descriptor.
+struct FdPath([u8; 32]);
+
+impl FdPath {
+    fn new(fd: libc::c_int) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..len].iter().rev().enumerate() {
+            buf[prefix.len() + i] = *d;
+        }
+        FdPath(buf)
+    }
+
+    fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.0).expect("the buffer ends in NUL bytes")
+    }
+}
+
+impl InRootMount {
+    fn apply(&self, sys: &dyn Syscall) -> Result<(), Errno> {
+        let fd = sys.open_in_root(&self.root, &self.rel, Some(self.create))?;
+        let mounted = sys.mount(
+            self.source.as_deref(),
+            FdPath::new(fd).as_cstr(),
+            self.fstype.as_deref(),
+            self.flags,
+            self.data.as_deref(),
+        );
+        sys.close(fd);
+        mounted?;
+        if self.remount_flags == 0 && self.propagation == 0 {
+            return Ok(());
+        }
+        // Looked up again: now the path leads to the new mount's root.
+        let fd = sys.open_in_root(&self.root, &self.rel, None)?;
+        let path = FdPath::new(fd);
+        let mut done = Ok(());
+        if self.remount_flags != 0 {
+            done = remount_bind(sys, path.as_cstr(), self.remount_flags);
+        }
+        if done.is_ok() && self.propagation != 0 {
+            done = sys.mount(None, path.as_cstr(), None, self.propagation, None);
+        }
+        sys.close(fd);
+        done
+    }
+}
+
 /// One step of the rootfs setup.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
     Mount(MountArgs),
+    /// A mount on a destination resolved inside the rootfs at run time.
+    MountInRoot(InRootMount),
     /// A mount that may fail (e.g. the cgroup tree): the container still runs.
     MountOptional(MountArgs),
     /// A mount the kernel refuses inside a user namespace without owning
@@ -97,6 +180,7 @@ impl Op {
     fn apply(&self, sys: &dyn Syscall) -> Result<(), Errno> {
         match self {
             Op::Mount(m) => do_mount(sys, m),
+            Op::MountInRoot(m) => m.apply(sys),
             Op::MountOptional(m) => {
                 let _ = do_mount(sys, m);
                 Ok(())
@@ -159,6 +243,16 @@ impl Op {
                     out.push(s.to_bytes()).push(b" ");
                 }
                 (b"on ", &m.target)
+            }
+            Op::MountInRoot(m) => {
+                out.push(b"mount ");
+                if let Some(t) = &m.fstype {
+                    out.push(t.to_bytes()).push(b" ");
+                } else if let Some(s) = &m.source {
+                    out.push(s.to_bytes()).push(b" ");
+                }
+                out.push(b"on ").push(m.root.to_bytes()).push(b"/");
+                (b"", &m.rel)
             }
             Op::RemountBind { target, .. } => (b"remount ", target),
             Op::Mkdir(p) => (b"mkdir ", p),

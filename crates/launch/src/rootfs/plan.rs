@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 
-use super::ops::{MountArgs, Op};
+use super::ops::{InRootMount, MountArgs, Op};
 use super::secure_join;
 use crate::error::{Error, Result};
 use crate::mountopts;
+use crate::sys::Create;
 
 /// Facts about the launch that change how the rootfs is built.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +82,24 @@ pub(crate) fn plan(spec: &Spec, rootfs: &Path, ctx: &PlanContext) -> Result<Vec<
         let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
         let dest_c = cstr(&dest)?;
         if typ == "bind" || opts.is_bind() {
+            // Propagation included: the mount point is found by descriptor.
             plan_bind(&mut ops, rootfs, m.source().as_deref(), &dest, &opts)?;
+            continue;
+        } else if typ == "tmpfs" && dest != rootfs.join("dev") {
+            // Volumes and binds may already be mounted on the way to it.
+            let data = (!opts.data.is_empty())
+                .then(|| cstr(&opts.data))
+                .transpose()?;
+            ops.push(Op::MountInRoot(InRootMount {
+                source: m.source().as_deref().map(cstr).transpose()?,
+                fstype: Some(cstr(typ)?),
+                flags: opts.flags,
+                data,
+                remount_flags: 0,
+                propagation: opts.propagation,
+                ..in_root(rootfs, &dest, Create::Dir)?
+            }));
+            continue;
         } else {
             mkdirs(&mut ops, rootfs, &dest)?;
             let mut data = opts.data.clone();
@@ -207,6 +225,24 @@ fn mkdirs(ops: &mut Vec<Op>, rootfs: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An [`InRootMount`] of nothing yet on `dest` (a path below `rootfs`).
+fn in_root(rootfs: &Path, dest: &Path, create: Create) -> Result<InRootMount> {
+    let rel = dest.strip_prefix(rootfs).unwrap_or(dest);
+    Ok(InRootMount {
+        root: cstr(rootfs)?,
+        rel: cstr(rel)?,
+        create,
+        source: None,
+        fstype: None,
+        flags: 0,
+        data: None,
+        remount_flags: 0,
+        propagation: 0,
+    })
+}
+
+/// A bind mount, its mount point (a directory, or an empty file for a
+/// file) made inside the rootfs if missing.
 fn plan_bind(
     ops: &mut Vec<Op>,
     rootfs: &Path,
@@ -219,30 +255,19 @@ fn plan_bind(
     })?;
     let meta = std::fs::metadata(source)
         .map_err(|e| Error::io(format!("bind source {}", source.display()), e))?;
-    if meta.is_dir() {
-        mkdirs(ops, rootfs, dest)?;
+    let create = if meta.is_dir() {
+        Create::Dir
     } else {
-        if let Some(parent) = dest.parent() {
-            mkdirs(ops, rootfs, parent)?;
-        }
-        ops.push(Op::CreateFile(cstr(dest)?));
-    }
-    let dest_c = cstr(dest)?;
-    ops.push(mount(
-        Some(cstr(source)?),
-        dest_c.clone(),
-        None,
-        libc::MS_BIND | (opts.flags & libc::MS_REC),
-        None,
-    ));
-    // Flags on a bind only take effect through a remount.
-    let rest = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-    if rest != 0 {
-        ops.push(Op::RemountBind {
-            target: dest_c,
-            flags: rest,
-        });
-    }
+        Create::File
+    };
+    ops.push(Op::MountInRoot(InRootMount {
+        source: Some(cstr(source)?),
+        flags: libc::MS_BIND | (opts.flags & libc::MS_REC),
+        // Flags on a bind only take effect through a remount.
+        remount_flags: opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT),
+        propagation: opts.propagation,
+        ..in_root(rootfs, dest, create)?
+    }));
     Ok(())
 }
 

@@ -135,15 +135,67 @@ fn bind_mounts_of_files_and_readonly_dirs() {
             .unwrap(),
     ]));
     let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("etc")).unwrap();
+    // The image's own symlinks are resolved inside the rootfs when planning.
+    std::os::unix::fs::symlink("/etc", root.path().join("data")).unwrap();
     let r = root.path().display().to_string();
     let c = calls(&spec, root.path(), &PlanContext::default());
-    let create = index(&c, &format!("create {r}/etc/hosts"));
-    let bind = index(&c, &format!("mount {} {r}/etc/hosts -", file.display()));
-    assert!(index(&c, &format!("mkdir {r}/etc 755")) < create && create < bind);
-    assert!(c[bind + 1].contains(&format!("{:#x}", libc::MS_PRIVATE | libc::MS_REC)));
-    let data = index(&c, &format!("mount {} {r}/data -", host.path().display()));
+    // Each mount point is found (or made) inside the root by descriptor,
+    // and the mount goes through that descriptor, never through a path.
+    let open = index(&c, &format!("open_in_root {r} etc/hosts file = "));
+    let fd = c[open].rsplit(' ').next().unwrap().to_string();
+    let bind = libc::MS_BIND | libc::MS_REC;
+    assert_eq!(
+        c[open + 1],
+        format!("mount {} /proc/self/fd/{fd} - {bind:#x} -", file.display())
+    );
+    assert_eq!(c[open + 2], format!("close {fd}"));
+    // Propagation is set on the new mount, found again.
+    assert!(c[open + 3].starts_with(&format!("open_in_root {r} etc/hosts open = ")));
+    assert!(c[open + 4].ends_with(&format!(" - {:#x} -", libc::MS_PRIVATE | libc::MS_REC)));
+    let data = index(&c, &format!("open_in_root {r} etc dir = "));
+    let fd = c[data].rsplit(' ').next().unwrap().to_string();
+    assert_eq!(
+        c[data + 1],
+        format!(
+            "mount {} /proc/self/fd/{fd} - {:#x} -",
+            host.path().display(),
+            libc::MS_BIND
+        )
+    );
+    let again = c[data + 3].rsplit(' ').next().unwrap().to_string();
     let remount = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
-    assert_eq!(c[data + 1], format!("mount - {r}/data - {remount:#x} -"));
+    assert_eq!(
+        c[data + 4],
+        format!("mount - /proc/self/fd/{again} - {remount:#x} -")
+    );
+    assert_eq!(c[data + 5], format!("close {again}"));
+    assert!(
+        !c.iter().any(|l| l.starts_with("mkdir") && l.contains(&r)),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn tmpfs_mounts_other_than_dev_are_made_in_root() {
+    let mut spec = docker_spec();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/run")
+        .typ("tmpfs")
+        .source("tmpfs")
+        .options(vec!["nosuid".to_string(), "size=1m".to_string()])
+        .build()
+        .unwrap()]));
+    let c = calls(&spec, Path::new("/r"), &PlanContext::default());
+    let open = index(&c, "open_in_root /r run dir = ");
+    let fd = c[open].rsplit(' ').next().unwrap();
+    assert_eq!(
+        c[open + 1],
+        format!(
+            "mount tmpfs /proc/self/fd/{fd} tmpfs {:#x} size=1m",
+            libc::MS_NOSUID
+        )
+    );
 }
 
 #[test]

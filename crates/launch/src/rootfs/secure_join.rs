@@ -11,7 +11,7 @@ const MAX_SYMLINKS: usize = 40;
 
 /// Joins `path` to `root`, following symlinks as if `root` were `/`.
 /// Missing components are kept as they are (they will be created).
-pub(crate) fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
     let mut pending: VecDeque<OsString> = components(path);
     let mut resolved = PathBuf::new();
     let mut hops = 0;

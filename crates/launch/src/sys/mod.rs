@@ -23,6 +23,15 @@ pub(crate) enum FileKind {
     Other,
 }
 
+/// What [`Syscall::open_in_root`] creates when the path is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Create {
+    /// Directories all the way down (a directory mount point).
+    Dir,
+    /// Directories, then an empty file last (a file mount point).
+    File,
+}
+
 /// The syscalls used to build a container's root filesystem.
 pub(crate) trait Syscall {
     fn mount(
@@ -47,4 +56,16 @@ pub(crate) trait Syscall {
     /// that would clear a flag locked by the parent namespace.
     fn locked_flags(&self, path: &CStr) -> Result<libc::c_ulong, Errno>;
     fn sethostname(&self, name: &CStr) -> Result<(), Errno>;
+    /// Opens `rel` below the directory `root` as if `root` were `/`:
+    /// every symlink is resolved inside it, none can lead out (openat2's
+    /// `RESOLVE_IN_ROOT`). With `create`, missing components are made on
+    /// the way, each in its already-resolved parent. Returns an `O_PATH`
+    /// descriptor, to be used through `/proc/self/fd` and then closed.
+    fn open_in_root(
+        &self,
+        root: &CStr,
+        rel: &CStr,
+        create: Option<Create>,
+    ) -> Result<libc::c_int, Errno>;
+    fn close(&self, fd: libc::c_int);
 }

@@ -1,10 +1,10 @@
 //! A [`Syscall`] that records calls instead of making them, for tests.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 
-use super::{Errno, FileKind, Syscall};
+use super::{Create, Errno, FileKind, Syscall};
 
 /// Records every call as one readable line, e.g. `mount proc /r/proc proc 0xe`.
 #[derive(Default)]
@@ -16,6 +16,8 @@ pub(crate) struct Recorder {
     pub missing: HashSet<String>,
     /// Mount fstypes (or "bind") the fake refuses, with the errno to return.
     pub refuse: HashMap<String, Errno>,
+    /// The last descriptor `open_in_root` handed out.
+    pub last_fd: Cell<libc::c_int>,
 }
 
 fn s(c: &CStr) -> String {
@@ -118,5 +120,26 @@ impl Syscall for Recorder {
     fn sethostname(&self, name: &CStr) -> Result<(), Errno> {
         self.log(format!("sethostname {}", s(name)));
         Ok(())
+    }
+
+    fn open_in_root(
+        &self,
+        root: &CStr,
+        rel: &CStr,
+        create: Option<Create>,
+    ) -> Result<libc::c_int, Errno> {
+        let fd = self.last_fd.get().max(9) + 1;
+        self.last_fd.set(fd);
+        let how = match create {
+            None => "open",
+            Some(Create::Dir) => "dir",
+            Some(Create::File) => "file",
+        };
+        self.log(format!("open_in_root {} {} {how} = {fd}", s(root), s(rel)));
+        Ok(fd)
+    }
+
+    fn close(&self, fd: libc::c_int) {
+        self.log(format!("close {fd}"));
     }
 }
