@@ -482,3 +482,74 @@ fn ps_filters_and_sizes() {
         b.ok(&["rm", "-f", "wrote", "up", "fresh"]);
     }
 }
+
+#[test]
+fn pause_unpause_and_stats() {
+    for b in roots() {
+        let l = label(&b);
+        let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done";
+        b.ok(&[
+            "run", "-d", "--name", "pz", "-m", "64m", "busybox", "sh", "-c", counter,
+        ]);
+        if b.rootless() {
+            // No writable cgroups for this user on this host: no freezer.
+            let err = b.fails(&["pause", "pz"], 1);
+            assert!(err.contains("has no cgroup"), "{l}: {err}");
+            b.ok(&["rm", "-f", "pz"]);
+            continue;
+        }
+        let pid = b.ok(&["inspect", "-f", "{{.State.Pid}}", "pz"]);
+        let n_file = format!("/proc/{}/root/tmp/n", pid.trim());
+        let count = || -> u64 {
+            std::fs::read_to_string(&n_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        eventually("the counter to start", || count() > 0);
+        assert_eq!(b.ok(&["pause", "pz"]), "pz\n");
+        assert_eq!(status(&b, "pz"), "paused 0", "{l}");
+        assert!(b.ok(&["ps"]).contains("(Paused)"), "{l}");
+        assert_eq!(
+            b.ok(&["ps", "-q", "-f", "status=paused"]).lines().count(),
+            1
+        );
+        let frozen = count();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(count(), frozen, "{l}: nothing runs while paused");
+        let err = b.fails(&["pause", "pz"], 1);
+        assert!(err.contains("is already paused"), "{l}: {err}");
+
+        b.ok(&["unpause", "pz"]);
+        assert_eq!(status(&b, "pz"), "running 0", "{l}");
+        eventually("the counter to move again", || count() > frozen);
+        let err = b.fails(&["unpause", "pz"], 1);
+        assert!(err.contains("is not paused"), "{l}: {err}");
+
+        let stats = b.ok(&["stats", "--no-stream", "pz"]);
+        let mut lines = stats.lines();
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("CONTAINER ID"), "{l}: {stats}");
+        assert!(header.ends_with("PIDS"), "{l}: {stats}");
+        let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(row[1], "pz", "{l}: {stats}");
+        assert!(row[2].ends_with('%'), "{l}: {stats}");
+        assert!(stats.contains("/ 64MiB"), "{l}: the limit shows: {stats}");
+        let pids: u64 = row.last().unwrap().parse().unwrap();
+        assert!((1..10).contains(&pids), "{l}: {stats}");
+
+        // commit -p freezes the container only while it reads its layer.
+        let before = count();
+        b.ok(&["commit", "pz", "pz:snap"]);
+        assert_eq!(status(&b, "pz"), "running 0", "{l}");
+        eventually("the counter to move after commit", || count() > before);
+
+        // A paused container still stops (thawed first, as Docker does).
+        b.ok(&["pause", "pz"]);
+        b.ok(&["stop", "-t", "1", "pz"]);
+        assert_eq!(status(&b, "pz"), "exited 137", "{l}");
+        let err = b.fails(&["stats", "--no-stream", "pz"], 1);
+        assert!(err.contains("is not running"), "{l}: {err}");
+        b.ok(&["rm", "pz"]);
+    }
+}

@@ -50,6 +50,12 @@ pub enum ContainerCmd {
     Top(crate::lifecycle_cmds::TopArgs),
     /// Rename a container
     Rename(crate::lifecycle_cmds::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(crate::lifecycle_cmds::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(crate::lifecycle_cmds::PauseArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::lifecycle_cmds::StatsArgs),
     /// Create a new image from a container's changes
     Commit(crate::commit_cmds::CommitArgs),
     /// Export a container's filesystem as a tar archive
@@ -79,6 +85,9 @@ pub fn dispatch(engine: &Engine, cmd: ContainerCmd) -> Result<u8> {
         ContainerCmd::Exec(a) => l::exec(engine, a),
         ContainerCmd::Top(a) => l::top(engine, a),
         ContainerCmd::Rename(a) => l::rename(engine, a),
+        ContainerCmd::Pause(a) => l::pause(engine, a),
+        ContainerCmd::Unpause(a) => l::unpause(engine, a),
+        ContainerCmd::Stats(a) => l::stats(engine, a),
         ContainerCmd::Commit(a) => crate::commit_cmds::commit(engine, a),
         ContainerCmd::Export(a) => crate::commit_cmds::export(engine, a),
         ContainerCmd::Cp(a) => crate::commit_cmds::cp(engine, a),

@@ -12,13 +12,24 @@ use serde_json::{Map, Value};
 /// significant digits, Go's `%g` (so `1.24MB`, `123kB`, `0B`).
 pub fn human_size(size: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    scaled_size(size, 1000.0, &UNITS)
+}
+
+/// go-units' `BytesSize`: binary multiples, as `stats` prints memory
+/// (`1.5MiB`).
+pub fn bytes_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    scaled_size(size, 1024.0, &UNITS)
+}
+
+fn scaled_size(size: u64, base: f64, units: &[&str]) -> String {
     let mut v = size as f64;
     let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
-    format!("{}{}", go_g3(v), UNITS[i])
+    format!("{}{}", go_g3(v), units[i])
 }
 
 /// Go's `%.3g` for the non-negative values human_size produces.

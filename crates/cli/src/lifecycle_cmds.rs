@@ -322,6 +322,99 @@ pub fn top(engine: &Engine, a: TopArgs) -> Result<u8> {
     }
 }
 
+#[derive(Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn pause(engine: &Engine, a: PauseArgs) -> Result<u8> {
+    Ok(each(&a.containers, true, |c| engine.pause_container(c)))
+}
+
+pub fn unpause(engine: &Engine, a: PauseArgs) -> Result<u8> {
+    Ok(each(&a.containers, true, |c| engine.unpause_container(c)))
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    containers: Vec<String>,
+}
+
+/// One `stats` table, as Docker prints it.
+fn stats_table(stats: &[berth_engine::ContainerStats], no_trunc: bool) -> String {
+    use crate::format::{bytes_size, human_size, tabulate};
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for s in stats {
+        let mem_pct = if s.memory_limit > 0 {
+            s.memory_usage as f64 / s.memory_limit as f64 * 100.0
+        } else {
+            0.0
+        };
+        rows.push(vec![
+            if no_trunc {
+                s.id.clone()
+            } else {
+                s.id[..12].to_string()
+            },
+            s.name.clone(),
+            format!("{:.2}%", s.cpu_percent),
+            format!(
+                "{} / {}",
+                bytes_size(s.memory_usage),
+                bytes_size(s.memory_limit)
+            ),
+            format!("{mem_pct:.2}%"),
+            format!("{} / {}", human_size(s.net_rx), human_size(s.net_tx)),
+            "0B / 0B".into(),
+            s.pids.to_string(),
+        ]);
+    }
+    tabulate(&rows)
+}
+
+pub fn stats(engine: &Engine, a: StatsArgs) -> Result<u8> {
+    let _ = a.all;
+    let interval = std::time::Duration::from_millis(500);
+    loop {
+        let stats = match engine.container_stats(&a.containers, interval) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                return Ok(1);
+            }
+        };
+        let table = stats_table(&stats, a.no_trunc);
+        if a.no_stream {
+            print!("{table}");
+            return Ok(0);
+        }
+        // Docker redraws in place on a terminal.
+        print!("\x1b[2J\x1b[H{table}");
+        std::io::stdout().flush()?;
+    }
+}
+
 /// The hidden subcommand behind `run -d` / `start`.
 #[derive(Args)]
 pub struct MonitorArgs {

@@ -90,6 +90,12 @@ enum Cmd {
     Top(lifecycle_cmds::TopArgs),
     /// Rename a container
     Rename(lifecycle_cmds::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(lifecycle_cmds::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(lifecycle_cmds::PauseArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(lifecycle_cmds::StatsArgs),
     /// Create a new image from a container's changes
     Commit(commit_cmds::CommitArgs),
     /// Export a container's filesystem as a tar archive
@@ -220,6 +226,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Exec(a) => lifecycle_cmds::exec(&engine, a),
         Cmd::Top(a) => lifecycle_cmds::top(&engine, a),
         Cmd::Rename(a) => lifecycle_cmds::rename(&engine, a),
+        Cmd::Pause(a) => lifecycle_cmds::pause(&engine, a),
+        Cmd::Unpause(a) => lifecycle_cmds::unpause(&engine, a),
+        Cmd::Stats(a) => lifecycle_cmds::stats(&engine, a),
         Cmd::Commit(a) => commit_cmds::commit(&engine, a),
         Cmd::Export(a) => commit_cmds::export(&engine, a),
         Cmd::Cp(a) => commit_cmds::cp(&engine, a),

@@ -23,8 +23,8 @@ pub use changes::{parse_change, Change};
 pub use container::{flags, ResourceOptions};
 pub use container::{
     parse_signal, CResult, ChangeKind, CommitOptions, ContainerChange, ContainerError,
-    ContainerExecOptions, ContainerPruneReport, ContainerRecord, ContainerState, CopyIn,
-    CopyOptions, CopyOut, CreateOptions, HostConfig, LogEntry, LogOptions, LogStream,
+    ContainerExecOptions, ContainerPruneReport, ContainerRecord, ContainerState, ContainerStats,
+    CopyIn, CopyOptions, CopyOut, CreateOptions, HostConfig, LogEntry, LogOptions, LogStream,
     MONITOR_COMMAND,
 };
 pub use error::{EngineError, Result};

@@ -34,9 +34,21 @@ pub struct CommitOptions {
     pub message: Option<String>,
     /// `-c`, in order.
     pub changes: Vec<Change>,
-    /// `-p` (default true). berth cannot pause yet: a running container is
-    /// committed as it is at that moment.
+    /// `-p` (default true): freeze a running container while its layer is
+    /// read (where it has a cgroup; rootless containers here have none and
+    /// are committed as they are at that moment).
     pub pause: bool,
+}
+
+/// Thaws a container frozen for a commit.
+struct Thaw(Box<dyn berth_launch::cgroups::Cgroup>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.thaw() {
+            log::warn!("commit: could not unpause: {e}");
+        }
+    }
 }
 
 impl Default for CommitOptions {
@@ -66,12 +78,18 @@ impl Engine {
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
+        let _frozen = if opts.pause {
+            self.freeze_for_commit(&record)
+        } else {
+            None
+        };
         let snapshotter = self.snapshotter()?;
         let raw = snapshotter.changes(&mount.mount_id, &lowers)?;
         let skip = mount_point_paths(&raw);
         let upper = snapshotter.upper_dir(&mount.mount_id)?;
         let pending = self.layer_of_dir(&upper, &skip)?;
 
+        drop(_frozen);
         let empty = pending.diff_id.to_string() == EMPTY_LAYER;
         let diff_id = (!empty).then(|| pending.diff_id.clone());
         if empty {
@@ -88,6 +106,22 @@ impl Engine {
             self.store.set_reference(&r.to_string(), &id)?;
         }
         Ok(id)
+    }
+
+    /// Freezes a running, unpaused container for `commit -p`; thawed when
+    /// the guard drops.
+    fn freeze_for_commit(&self, record: &Record) -> Option<Thaw> {
+        if !super::run::is_running(record) || record.state.paused || record.cgroup_path.is_empty() {
+            return None;
+        }
+        let group = berth_launch::cgroups::open(Path::new(&record.cgroup_path)).ok()?;
+        match group.freeze() {
+            Ok(()) => Some(Thaw(group)),
+            Err(e) => {
+                log::warn!("commit: could not pause {}: {e}", &record.id[..12]);
+                None
+            }
+        }
     }
 
     /// Tars the overlay-format layer dir `dir` (minus `skip`) straight into
@@ -255,6 +289,9 @@ mod tests {
             hostname_path: String::new(),
             hosts_path: String::new(),
             resolv_conf_path: String::new(),
+            log_path: String::new(),
+            cgroup_path: String::new(),
+            mount_points: Default::default(),
             host_config: HostConfig::default(),
         }
     }

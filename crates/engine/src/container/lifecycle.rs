@@ -20,6 +20,22 @@ use super::state::{self, Record};
 use super::{names, set_env, spec, strings};
 use crate::Engine;
 
+/// One container's numbers for `stats`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStats {
+    pub id: String,
+    pub name: String,
+    /// CPU time over wall time across the sample, in percent (100 = one
+    /// CPU busy), as Docker computes it.
+    pub cpu_percent: f64,
+    pub memory_usage: u64,
+    /// The cgroup's limit, else the host's memory.
+    pub memory_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub pids: u64,
+}
+
 /// `exec` flags.
 #[derive(Debug, Default, Clone)]
 pub struct ExecOptions {
@@ -74,7 +90,143 @@ fn wait_stopped(dir: &Path, pid: i32, timeout: Duration) -> bool {
     }
 }
 
+/// Received and sent bytes over the interfaces (but `lo`) of the network
+/// namespace `pid` is in.
+fn net_bytes(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    let mut rx = 0;
+    let mut tx = 0;
+    for line in text.lines().skip(2) {
+        let Some((name, fields)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = fields
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        rx += f.first().copied().unwrap_or(0);
+        tx += f.get(8).copied().unwrap_or(0);
+    }
+    (rx, tx)
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 impl Engine {
+    /// The cgroup of a running container (rootless containers on a host
+    /// whose cgroups they cannot write have none).
+    fn cgroup_of(&self, record: &Record) -> CResult<Box<dyn berth_launch::cgroups::Cgroup>> {
+        if record.cgroup_path.is_empty() {
+            return Err(ContainerError::InvalidArgument(format!(
+                "container {} has no cgroup (cgroups are not writable for this user)",
+                &record.id[..12]
+            )));
+        }
+        Ok(berth_launch::cgroups::open(Path::new(&record.cgroup_path))?)
+    }
+
+    /// `pause`: freezes every process of the container.
+    pub fn pause_container(&self, query: &str) -> CResult<()> {
+        let _lock = state::lock(self.store.root())?;
+        let mut record = self.running_record(query)?;
+        if record.state.paused {
+            return Err(ContainerError::InvalidArgument(format!(
+                "Container {} is already paused",
+                record.id
+            )));
+        }
+        self.cgroup_of(&record)?.freeze()?;
+        record.state.paused = true;
+        record.state.status = "paused".into();
+        state::save(&self.container_dir(&record.id), &record)
+    }
+
+    /// `unpause`.
+    pub fn unpause_container(&self, query: &str) -> CResult<()> {
+        let _lock = state::lock(self.store.root())?;
+        let mut record = self.running_record(query)?;
+        if !record.state.paused {
+            return Err(ContainerError::InvalidArgument(format!(
+                "Container {} is not paused",
+                record.id
+            )));
+        }
+        self.cgroup_of(&record)?.thaw()?;
+        record.state.paused = false;
+        record.state.status = "running".into();
+        state::save(&self.container_dir(&record.id), &record)
+    }
+
+    /// Thaws a paused container so that signals reach it (stop, kill, rm).
+    pub(crate) fn thaw_if_paused(&self, record: &Record) {
+        if record.state.paused {
+            if let Err(e) = self.unpause_container(&record.id) {
+                log::warn!("unpausing {}: {e}", &record.id[..12]);
+            }
+        }
+    }
+
+    /// `stats --no-stream`: one sample of each running container named
+    /// (all running ones when `queries` is empty), CPU measured over
+    /// `interval`.
+    pub fn container_stats(
+        &self,
+        queries: &[String],
+        interval: Duration,
+    ) -> CResult<Vec<ContainerStats>> {
+        let records = if queries.is_empty() {
+            self.list_containers()?
+                .into_iter()
+                .filter(is_running)
+                .collect()
+        } else {
+            queries
+                .iter()
+                .map(|q| self.running_record(q))
+                .collect::<CResult<Vec<_>>>()?
+        };
+        let groups = records
+            .iter()
+            .map(|r| self.cgroup_of(r))
+            .collect::<CResult<Vec<_>>>()?;
+        let first: Vec<u64> = groups
+            .iter()
+            .map(|g| g.stats().map_or(0, |s| s.cpu_usage_ns))
+            .collect();
+        let started = Instant::now();
+        std::thread::sleep(interval);
+        let wall = started.elapsed().as_nanos().max(1) as f64;
+        let host = host_memory();
+        let mut out = Vec::new();
+        for ((record, group), cpu0) in records.iter().zip(&groups).zip(first) {
+            let s = group.stats()?;
+            let (net_rx, net_tx) = net_bytes(record.state.pid);
+            out.push(ContainerStats {
+                id: record.id.clone(),
+                name: record.short_name().to_string(),
+                cpu_percent: s.cpu_usage_ns.saturating_sub(cpu0) as f64 / wall * 100.0,
+                memory_usage: s.memory_usage,
+                memory_limit: s.memory_limit.unwrap_or(host).min(host.max(1)),
+                net_rx,
+                net_tx,
+                pids: s.pids_current,
+            });
+        }
+        Ok(out)
+    }
+
     fn running_record(&self, query: &str) -> CResult<Record> {
         let record = self.container(query)?;
         if !is_running(&record) {
@@ -91,6 +243,7 @@ impl Engine {
         if !is_running(&record) {
             return Ok(());
         }
+        self.thaw_if_paused(&record);
         let dir = self.container_dir(&record.id);
         let pid = record.state.pid;
         let sig = record.stop_signal();
@@ -125,6 +278,9 @@ impl Engine {
                 record.id
             )));
         }
+        if sig == libc::SIGKILL {
+            self.thaw_if_paused(&record);
+        }
         signal(record.state.pid, sig)?;
         if sig == libc::SIGKILL {
             wait_stopped(
@@ -140,7 +296,9 @@ impl Engine {
     pub fn wait_container(&self, query: &str) -> CResult<i32> {
         let record = self.container(query)?;
         let dir = self.container_dir(&record.id);
-        if is_running(&record) {
+        // Running on record (a lost monitor's container already shows
+        // exited): wait for the monitor to record the exit.
+        if record.state.running {
             monitor::wait_monitor(&dir);
             // A monitor killed with its container leaves the init behind
             // for a moment.

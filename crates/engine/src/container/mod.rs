@@ -38,7 +38,7 @@ pub use commit::CommitOptions;
 pub use cp::{CopyIn, CopyOptions, CopyOut};
 pub use error::{CResult, ContainerError};
 pub use flags::parse_signal;
-pub use lifecycle::ExecOptions as ContainerExecOptions;
+pub use lifecycle::{ContainerStats, ExecOptions as ContainerExecOptions};
 pub use logs::{LogEntry, LogOptions, Stream as LogStream};
 pub use monitor::MONITOR_COMMAND;
 pub use prune::ContainerPruneReport;
@@ -246,7 +246,8 @@ impl Engine {
     pub fn list_containers(&self) -> CResult<Vec<ContainerRecord>> {
         let mut all = state::list(self.store.root())?;
         for r in &mut all {
-            run::observe(r);
+            let dir = self.container_dir(&r.id);
+            run::observe(r, &dir);
         }
         Ok(all)
     }
@@ -426,6 +427,7 @@ impl Engine {
             if !force {
                 return Err(ContainerError::Running(record.id[..12].to_string()));
             }
+            self.thaw_if_paused(&record);
             run::kill(&self.container_dir(&record.id), record.state.pid);
         }
         resources::remove_cgroup(&record);

@@ -642,6 +642,13 @@ impl Engine {
         if let Err(e) = &waited {
             record.state.error = e.to_string();
         }
+        // Others may have changed the record meanwhile (rename, pause):
+        // keep theirs, with this exit as its state.
+        if let Ok(Some(mut current)) = state::load(&dir) {
+            current.state = record.state.clone();
+            current.state.paused = false;
+            record = current;
+        }
         state::save(&dir, &record)?;
         // Attached clients see the end of the stream once the exit is on
         // record.

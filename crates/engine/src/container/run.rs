@@ -17,11 +17,12 @@ pub(crate) fn is_running(record: &Record) -> bool {
             .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
 }
 
-/// A record that says running while its init is gone belongs to a monitor
-/// that died without recording the exit: show it exited, with the 255
-/// Docker gives containers it lost track of.
-pub(crate) fn observe(record: &mut Record) {
-    if record.state.running && !is_running(record) {
+/// A record that says running while its init and its monitor are gone
+/// belongs to a monitor that died without recording the exit: show it
+/// exited, with the 255 Docker gives containers it lost track of. (An init
+/// that is gone while its monitor lives is an exit about to be recorded.)
+pub(crate) fn observe(record: &mut Record, dir: &Path) {
+    if record.state.running && !is_running(record) && !super::monitor::monitor_alive(dir) {
         record.state.status = "exited".into();
         record.state.running = false;
         record.state.pid = 0;

@@ -113,6 +113,8 @@ pub struct Stats {
     pub memory_limit: Option<u64>,
     /// Processes currently in the group.
     pub pids_current: u64,
+    /// CPU time used by the group so far, in nanoseconds.
+    pub cpu_usage_ns: u64,
 }
 
 /// One container's cgroup, whatever the hierarchy.

@@ -198,6 +198,11 @@ impl Cgroup for CgroupV1 {
             // v1 reports "unlimited" as a page-rounded i64::MAX.
             memory_limit: (limit < 1 << 62).then_some(limit),
             pids_current: read_u64(&self.file("pids", "pids.current")?)?,
+            // cpuacct often shares the cpu hierarchy (listed under cpu).
+            cpu_usage_ns: ["cpuacct", "cpu"]
+                .iter()
+                .find_map(|c| read_u64(&self.file(c, "cpuacct.usage").ok()?).ok())
+                .unwrap_or(0),
         })
     }
 

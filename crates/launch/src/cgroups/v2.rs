@@ -166,6 +166,8 @@ impl Cgroup for CgroupV2 {
             memory_usage: read_u64(&self.file("memory.current"))?,
             memory_limit: max.trim().parse().ok(),
             pids_current: read_u64(&self.file("pids.current"))?,
+            cpu_usage_ns: keyed(&read(&self.file("cpu.stat"))?, "usage_usec")
+                .map_or(0, |us| us * 1000),
         })
     }
 
