@@ -336,6 +336,15 @@ fn pipe() -> CResult<(File, File)> {
     Ok((File::from(r), File::from(w)))
 }
 
+/// A container removed when it exits (`--rm`) needs no durable writes:
+/// kernel overlayfs's `volatile` skips the sync of the whole upper
+/// filesystem that an unmount otherwise does (200 ms on a busy disk).
+fn volatile(mounts: &mut [berth_snapshot::Mount]) {
+    for m in mounts.iter_mut().filter(|m| m.fstype == "overlay") {
+        m.options.push("volatile".into());
+    }
+}
+
 fn flag(record: &Record, key: &str) -> bool {
     record
         .config
@@ -459,7 +468,10 @@ impl Engine {
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
-        let mounts = self.snapshotter()?.mounts(&mount.mount_id)?;
+        let mut mounts = self.snapshotter()?.mounts(&mount.mount_id)?;
+        if record.host_config.auto_remove {
+            volatile(&mut mounts);
+        }
         let rootfs = dir.join("rootfs");
         unmount_rootfs(&rootfs)?;
         // Rootless, only a plain directory (vfs) works for now: the launcher
@@ -475,7 +487,20 @@ impl Engine {
             None => {
                 std::fs::create_dir(&rootfs)
                     .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
-                let guard = berth_snapshot::mount_all(&mounts, &rootfs)?;
+                let guard = match berth_snapshot::mount_all(&mounts, &rootfs) {
+                    // Kernels before 5.10 know no `volatile`.
+                    Err(_)
+                        if mounts
+                            .iter()
+                            .any(|m| m.options.iter().any(|o| o == "volatile")) =>
+                    {
+                        for m in &mut mounts {
+                            m.options.retain(|o| o != "volatile");
+                        }
+                        berth_snapshot::mount_all(&mounts, &rootfs)?
+                    }
+                    other => other?,
+                };
                 (rootfs, Some(guard))
             }
         };
