@@ -42,6 +42,26 @@ pub struct Berth {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     driver: Option<String>,
+    /// Run berth as this (uid, gid) through setpriv.
+    user: Option<(u32, u32)>,
+}
+
+/// A test that fails half-way must not leave containers (and their
+/// monitors and mounts) behind: force-remove whatever is left.
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if !self.root.join("containers").exists() {
+            return;
+        }
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.run(&args);
+        }
+    }
 }
 
 impl Default for Berth {
@@ -61,7 +81,23 @@ impl Berth {
             dir,
             root,
             driver: None,
+            user: None,
         }
+    }
+
+    /// As the unprivileged test user (see [`test_user`]), when there is one:
+    /// the temporary dir becomes theirs and every command runs through
+    /// `setpriv` with their ids.
+    pub fn as_test_user(mut self) -> Option<Berth> {
+        let (uid, gid) = test_user()?;
+        std::os::unix::fs::chown(self.dir.path(), Some(uid), Some(gid)).expect("chown test dir");
+        self.user = Some((uid, gid));
+        Some(self)
+    }
+
+    /// True when commands run as the unprivileged test user.
+    pub fn rootless(&self) -> bool {
+        self.user.is_some()
     }
 
     pub fn with_driver(mut self, driver: &str) -> Berth {
@@ -70,7 +106,20 @@ impl Berth {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth_bin());
+        let mut c = match self.user {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".into(),
+                ])
+                .arg(berth_bin())
+                .env("HOME", self.dir.path());
+                c
+            }
+            None => Command::new(berth_bin()),
+        };
         c.args(args)
             .env("BERTH_ROOT", &self.root)
             .env_remove("BERTH_STORAGE_DRIVER");
@@ -177,6 +226,28 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
             walk(base, &p, out);
         }
     }
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// A fresh root with the driver given and `busybox` (CMD sh) imported.
+pub fn with_busybox(b: Berth) -> Berth {
+    let tar = busybox_tarball(b.dir.path());
+    if let Some((uid, gid)) = b.user {
+        std::os::unix::fs::chown(&tar, Some(uid), Some(gid)).expect("chown tarball");
+    }
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\"]",
+        tar.to_str().expect("utf-8 temp path"),
+        "busybox",
+    ]);
+    b
 }
 
 /// A busybox root filesystem tarball (from busybox-static) at

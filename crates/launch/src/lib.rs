@@ -8,6 +8,10 @@
 //!   user, capabilities, rlimits, and an optional cgroup and pty.
 //! - [`exec`] starts another process inside a running container (setns).
 //! - [`cgroups`] puts v1 and v2 behind one [`cgroups::Cgroup`] trait.
+//! - [`enter_rootless_namespaces`] makes an unprivileged caller root of a
+//!   user namespace with the rootless maps (and gives it a mount namespace),
+//!   so it can mount a container's union root filesystem there and
+//!   [`spawn`] the init with [`LaunchOptions::inside_userns`].
 //!
 //! # Speed and fork safety
 //! There is no re-exec of a helper binary: the launcher clones the child
@@ -37,6 +41,7 @@ mod pty;
 mod rootfs;
 mod spawn;
 mod sys;
+mod userns;
 
 pub use defaults::{
     default_capabilities, default_masked_paths, default_mounts, default_readonly_paths,
@@ -48,3 +53,4 @@ pub use fork::ExitStatus;
 pub use idmap::{rootless_map, IdRange};
 pub use process::Stdio;
 pub use spawn::{spawn, Container, LaunchOptions};
+pub use userns::{enter_rootless_namespaces, run_in_rootless_namespaces};

@@ -6,6 +6,7 @@
 mod error;
 mod inspect;
 mod names;
+mod rootless;
 mod run;
 mod spec;
 mod state;
@@ -223,9 +224,6 @@ impl Engine {
     /// `create`: the record, its files and its writable layer. Returns the
     /// new container's ID.
     pub fn create_container(&self, opts: &CreateOptions) -> CResult<String> {
-        if self.rootless && self.driver() != "vfs" {
-            return Err(ContainerError::RootlessUnsupported);
-        }
         let image = self.resolve_image(&opts.image)?;
         let image_config = self.config(&image)?;
         let lowers = self.image_lowers(&image)?;
@@ -339,6 +337,11 @@ impl Engine {
     /// Removes everything of container `id` that exists: its root
     /// filesystem mount, snapshot, layer record and directory.
     fn destroy(&self, id: &str) -> CResult<()> {
+        // ROOTLESS (branch rootless): the writable layer may hold files of
+        // subordinate ids, which only root of a user namespace can delete.
+        if rootless::needs_userns(self) {
+            return rootless::in_userns(|| self.destroy(id).map(|()| Vec::new())).map(drop);
+        }
         let dir = self.container_dir(id);
         run::unmount_rootfs(&dir.join("rootfs"))?;
         if let Some(m) = self.store.mount(id)? {
@@ -376,7 +379,18 @@ impl Engine {
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
-        let changes = self.snapshotter()?.changes(&mount.mount_id, &lowers)?;
+        // ROOTLESS (branch rootless): read the writable layer as root of a
+        // user namespace, as the container wrote it.
+        let changes = if rootless::needs_userns(self) {
+            let snapshotter = self.snapshotter()?;
+            let bytes = rootless::in_userns(|| {
+                let changes = snapshotter.changes(&mount.mount_id, &lowers)?;
+                Ok(rootless::encode_changes(&changes))
+            })?;
+            rootless::decode_changes(&bytes)
+        } else {
+            self.snapshotter()?.changes(&mount.mount_id, &lowers)?
+        };
         Ok(hide_mount_points(changes))
     }
 

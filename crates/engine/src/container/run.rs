@@ -100,6 +100,14 @@ impl Engine {
             )));
         }
         let dir = self.container_dir(&record.id);
+        // ROOTLESS (branch rootless): with a union driver this process
+        // becomes root of the container's user namespace, with a mount
+        // namespace of its own, before it mounts anything (and before any
+        // FUSE thread starts). The rootfs mount is then private to it.
+        let inside_userns = super::rootless::union_driver(self);
+        if inside_userns {
+            berth_launch::enter_rootless_namespaces()?;
+        }
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
@@ -109,7 +117,7 @@ impl Engine {
         // Rootless, only a plain directory (vfs) works for now: the launcher
         // binds it inside the container's user namespace. Union mounts would
         // have to be made in that namespace too.
-        let direct = match (self.rootless, mounts.as_slice()) {
+        let direct = match (self.rootless && !inside_userns, mounts.as_slice()) {
             (false, _) => None,
             (true, [m]) if m.fstype == "bind" => Some(std::path::PathBuf::from(&m.source)),
             (true, _) => return Err(ContainerError::RootlessUnsupported),
@@ -138,6 +146,7 @@ impl Engine {
             };
             let opts = LaunchOptions {
                 rootless: self.rootless,
+                inside_userns, // ROOTLESS (branch rootless)
                 stdio,
                 cgroup: None,
             };
