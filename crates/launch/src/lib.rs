@@ -6,7 +6,8 @@
 //!   the caller is root inside), the rootfs via `pivot_root`, `/proc`,
 //!   `/sys`, `/dev`, the spec's mounts, masked and read-only paths, hostname,
 //!   user, capabilities, rlimits, and an optional cgroup and pty.
-//! - [`exec`] starts another process inside a running container (setns).
+//! - [`exec`] starts another process inside a running container (setns);
+//!   [`read_container_files`] reads files as the container sees them.
 //! - [`cgroups`] puts v1 and v2 behind one [`cgroups::Cgroup`] trait.
 //! - [`enter_rootless_namespaces`] makes an unprivileged caller root of a
 //!   user namespace with the rootless maps (and gives it a mount namespace),
@@ -29,6 +30,7 @@
 mod caps;
 pub mod cgroups;
 mod child;
+mod container_files;
 mod defaults;
 mod error;
 mod exec;
@@ -43,6 +45,7 @@ mod spawn;
 mod sys;
 mod userns;
 
+pub use container_files::read_container_files;
 pub use defaults::{
     default_capabilities, default_masked_paths, default_mounts, default_readonly_paths,
     DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,

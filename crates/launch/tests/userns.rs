@@ -235,7 +235,8 @@ fn helper() {
     );
 }
 
-/// The exec role: run `id -u; cat /proc/1/comm` in the container.
+/// The exec role: read files as the container sees them, and run
+/// `id -u; cat /proc/1/comm` in it.
 fn exec_into() {
     let pid: i32 = std::env::var("INIT_PID").unwrap().parse().unwrap();
     let (r, w) = pipe();
@@ -247,6 +248,8 @@ fn exec_into() {
         },
         cgroup: None,
     };
+    let files = berth_launch::read_container_files(pid, &["/notexec", "/missing"]).unwrap();
+    assert_eq!(files, [Some(b"#!/bin/sh\necho no\n".to_vec()), None]);
     let p = sh("id -u; cat /proc/1/comm").process().clone().unwrap();
     let mut child = exec(pid, &p, &opts).unwrap();
     drop(opts);

@@ -114,9 +114,9 @@ impl Engine {
         let mounts = self.snapshotter()?.mounts(&mount.mount_id)?;
         let rootfs = dir.join("rootfs");
         unmount_rootfs(&rootfs)?;
-        // Rootless, only a plain directory (vfs) works for now: the launcher
-        // binds it inside the container's user namespace. Union mounts would
-        // have to be made in that namespace too.
+        // Rootless with vfs, the plain directory is bound by the launcher
+        // inside the container's user namespace; union mounts are made here,
+        // in the namespaces entered above.
         let direct = match (self.rootless && !inside_userns, mounts.as_slice()) {
             (false, _) => None,
             (true, [m]) if m.fstype == "bind" => Some(std::path::PathBuf::from(&m.source)),
