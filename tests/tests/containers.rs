@@ -465,7 +465,31 @@ fn rootless_union_containers_run_as_the_user_on_the_host() {
 
         // The init runs as the user on the host, root inside, in a user
         // namespace with the user's maps.
-        let child = run_sleeping(&b, "ids");
+        // (The container writes into a directory only a subordinate id may
+        // open, then sleeps: diff reads it through its monitor.)
+        let script = "mkdir /d; touch /d/f; chown -R 1000:1000 /d; chmod 700 /d; \
+                      touch /ready; exec sleep 30";
+        let child = b
+            .cmd(&["run", "--name", "ids", "busybox", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = b.run(&["diff", "ids"]);
+            if String::from_utf8_lossy(&out.stdout).contains("A /ready") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{driver}: never ready: {out:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            b.ok(&["diff", "ids"]),
+            "A /d\nA /d/f\nA /ready\n",
+            "{driver}: diff of a running container"
+        );
         let pid = b.ok(&["container", "inspect", "-f", "{{.State.Pid}}", "ids"]);
         let pid = pid.trim().to_string();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

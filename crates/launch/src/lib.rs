@@ -56,4 +56,4 @@ pub use fork::ExitStatus;
 pub use idmap::{rootless_map, IdRange};
 pub use process::Stdio;
 pub use spawn::{spawn, Container, LaunchOptions};
-pub use userns::{enter_rootless_namespaces, run_in_rootless_namespaces};
+pub use userns::{enter_rootless_namespaces, run_in_namespaces_of, run_in_rootless_namespaces};

@@ -90,11 +90,52 @@ pub fn enter_rootless_namespaces() -> Result<()> {
 pub fn run_in_rootless_namespaces(
     f: impl FnOnce() -> std::result::Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>> {
-    let failed =
-        |msg: String| Error::io("in the rootless user namespace", std::io::Error::other(msg));
     if nix::unistd::geteuid().is_root() {
         return f().map_err(failed);
     }
+    run_in_child(enter_rootless_namespaces, f)
+}
+
+/// Runs `f` in a child process that has joined the user and mount
+/// namespaces of process `pid` (those that differ from the caller's), in
+/// the caller's working directory: for a rootless container's monitor,
+/// whose mount namespace is the host's plus the container's live root
+/// filesystem, which only processes of its user namespace may use (its
+/// FUSE server answers no one else). Returns what `f` returned, as
+/// [`run_in_rootless_namespaces`] does; the caller must be single-threaded.
+pub fn run_in_namespaces_of(
+    pid: i32,
+    f: impl FnOnce() -> std::result::Result<Vec<u8>, String>,
+) -> Result<Vec<u8>> {
+    let namespaces: Vec<_> = crate::exec::namespace_fds(pid)?
+        .into_iter()
+        .filter(|(_, flag, _)| *flag == libc::CLONE_NEWUSER || *flag == libc::CLONE_NEWNS)
+        .collect();
+    let cwd = std::env::current_dir().ok();
+    let join = move || -> Result<()> {
+        for (fd, flag, name) in &namespaces {
+            nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_retain(*flag)).map_err(
+                |e| Error::io(format!("joining the {name} namespace of {pid}"), e.into()),
+            )?;
+        }
+        // Joining a mount namespace moves to its root: come back.
+        if let Some(dir) = cwd {
+            let _ = std::env::set_current_dir(dir);
+        }
+        Ok(())
+    };
+    run_in_child(join, f)
+}
+
+fn failed(msg: String) -> Error {
+    Error::io("in the rootless user namespace", std::io::Error::other(msg))
+}
+
+/// Forks; the child runs `enter`, then `f`, and reports on a pipe.
+fn run_in_child(
+    enter: impl FnOnce() -> Result<()>,
+    f: impl FnOnce() -> std::result::Result<Vec<u8>, String>,
+) -> Result<Vec<u8>> {
     let threads = Kernel.threads()?;
     if threads != 1 {
         return Err(failed(format!(
@@ -109,9 +150,7 @@ pub fn run_in_rootless_namespaces(
             // A panic must not carry the copy back into the caller's code.
             let _unwind = crate::child::ExitOnUnwind;
             drop(r);
-            let result = enter_rootless_namespaces()
-                .map_err(|e| e.to_string())
-                .and_then(|()| f());
+            let result = enter().map_err(|e| e.to_string()).and_then(|()| f());
             let mut out = File::from(w);
             let written = match result {
                 Ok(bytes) => out.write_all(&[0]).and_then(|()| out.write_all(&bytes)),
@@ -128,7 +167,7 @@ pub fn run_in_rootless_namespaces(
             let mut out = Vec::new();
             let read = File::from(r).read_to_end(&mut out);
             let status = fork::wait_pid(pid)?;
-            read.map_err(|e| Error::io("reading the rootless helper's result", e))?;
+            read.map_err(|e| Error::io("reading the helper process's result", e))?;
             match out.split_first() {
                 Some((0, bytes)) => Ok(bytes.to_vec()),
                 Some((_, msg)) => Err(failed(String::from_utf8_lossy(msg).into_owned())),

@@ -155,6 +155,7 @@ fn run_monitor(uid: u32, gid: u32, root: &Path, work: &Path, path: Option<&Path>
     // exec from outside joins the init's user namespace first.
     let out = as_user("exec", uid, gid)
         .env("INIT_PID", pid.to_string())
+        .env("WORK", work)
         .output()
         .unwrap();
     assert!(
@@ -250,6 +251,36 @@ fn exec_into() {
     };
     let files = berth_launch::read_container_files(pid, &["/notexec", "/missing"]).unwrap();
     assert_eq!(files, [Some(b"#!/bin/sh\necho no\n".to_vec()), None]);
+
+    // The monitor's namespaces: its mount of the rootfs, our working dir,
+    // root there; this process stays the user.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let monitor: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mounted = Path::new(&std::env::var("WORK").unwrap())
+        .join(format!("rootfs-{monitor}"))
+        .join("notexec");
+    let cwd = std::env::current_dir().unwrap();
+    let seen = berth_launch::run_in_namespaces_of(monitor, || {
+        let text = std::fs::read(&mounted).map_err(|e| e.to_string())?;
+        let here = std::env::current_dir().map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{} {} {}",
+            nix::unistd::geteuid(),
+            here == cwd,
+            String::from_utf8_lossy(&text).lines().next().unwrap_or("")
+        )
+        .into_bytes())
+    })
+    .unwrap();
+    assert_eq!(String::from_utf8(seen).unwrap(), "0 true #!/bin/sh");
+    assert!(!mounted.exists(), "the rootfs mount is the monitor's alone");
+    assert!(!nix::unistd::geteuid().is_root());
     let p = sh("id -u; cat /proc/1/comm").process().clone().unwrap();
     let mut child = exec(pid, &p, &opts).unwrap();
     drop(opts);

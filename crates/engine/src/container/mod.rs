@@ -381,16 +381,12 @@ impl Engine {
         })?;
         // ROOTLESS (branch rootless): read the writable layer as root of a
         // user namespace, as the container wrote it.
-        let changes = if rootless::needs_userns(self) {
-            let snapshotter = self.snapshotter()?;
-            let bytes = rootless::in_userns(|| {
-                let changes = snapshotter.changes(&mount.mount_id, &lowers)?;
-                Ok(rootless::encode_changes(&changes))
-            })?;
-            rootless::decode_changes(&bytes)
-        } else {
-            self.snapshotter()?.changes(&mount.mount_id, &lowers)?
-        };
+        let snapshotter = self.snapshotter()?;
+        let bytes = rootless::in_container_userns(self, &record, || {
+            let changes = snapshotter.changes(&mount.mount_id, &lowers)?;
+            Ok(rootless::encode_changes(&changes))
+        })?;
+        let changes = rootless::decode_changes(&bytes);
         Ok(hide_mount_points(changes))
     }
 

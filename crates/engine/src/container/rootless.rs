@@ -11,9 +11,12 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::error::CResult;
+use super::run;
+use super::state::Record;
 use super::{ChangeKind, ContainerChange};
 use crate::Engine;
 
@@ -34,6 +37,49 @@ pub(crate) fn in_userns(f: impl FnOnce() -> CResult<Vec<u8>>) -> CResult<Vec<u8>
     Ok(berth_launch::run_in_rootless_namespaces(|| {
         f().map_err(|e| e.to_string())
     })?)
+}
+
+/// Runs `f` where a rootless union container's files can be reached: in
+/// its monitor's user and mount namespaces while it runs (its root
+/// filesystem is mounted there only), else in fresh rootless namespaces.
+/// Where no namespace is needed (root, vfs, already root of one), `f` runs
+/// here.
+pub(crate) fn in_container_userns(
+    engine: &Engine,
+    record: &Record,
+    f: impl FnOnce() -> CResult<Vec<u8>>,
+) -> CResult<Vec<u8>> {
+    if !needs_userns(engine) {
+        return f();
+    }
+    let f = || f().map_err(|e| e.to_string());
+    Ok(match monitor_of(record) {
+        Some(monitor) => berth_launch::run_in_namespaces_of(monitor, f)?,
+        None => berth_launch::run_in_rootless_namespaces(f)?,
+    })
+}
+
+/// The monitor of a running container: its init's parent, while that lives
+/// in the init's user namespace (the init of a monitor that died is
+/// someone else's child, and its mount is gone).
+fn monitor_of(record: &Record) -> Option<i32> {
+    if !run::is_running(record) {
+        return None;
+    }
+    let pid = record.state.pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let parent: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let userns = |p: i32| {
+        std::fs::metadata(format!("/proc/{p}/ns/user"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    (userns(parent)? == userns(pid)?).then_some(parent)
 }
 
 /// Changes as bytes, to cross a pipe: a kind letter, the path, a NUL each.
