@@ -1,47 +1,43 @@
 //! End-to-end: containers through the built `berth` binary, under the
-//! kernel overlay and the berth-unionfs (fuse) drivers. As another user those
-//! drivers are refused for now (their mount must be made inside the
-//! container's user namespace), which these tests check; rootless
-//! containers run with vfs (`vfs_driver_runs_containers_as_any_user`).
+//! kernel overlay and the berth-unionfs (fuse) drivers, as root and as an
+//! unprivileged user (`BERTH_TEST_UID`/`BERTH_TEST_GID`, which `cargo xtask
+//! test` sets; or the caller, when the tests run unprivileged). Rootless,
+//! the container's monitor mounts its root filesystem inside the container's
+//! user namespace; root inside is the user on the host.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_e2e::{busybox_tarball, Berth};
+use berth_e2e::{is_root, test_user, with_busybox, Berth};
 
 const DRIVERS: &[&str] = &["overlay", "fuse"];
 
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// A fresh root per driver with `busybox` imported, or None (after checking
-/// the refusal) when not root.
-fn roots() -> Vec<Berth> {
+/// Fresh roots with `busybox` imported, one per driver in `drivers`, with
+/// berth run by the caller and (when the caller is root) by the
+/// unprivileged test user too, if there is one.
+fn roots_for(drivers: &[&str]) -> Vec<Berth> {
     let mut out = Vec::new();
-    for driver in DRIVERS {
-        let b = Berth::new().with_driver(driver);
-        let tar = busybox_tarball(b.dir.path());
-        b.ok(&[
-            "import",
-            "-c",
-            "CMD [\"/bin/sh\"]",
-            tar.to_str().unwrap(),
-            "busybox",
-        ]);
-        if !is_root() {
-            let err = b.fails(&["run", "--rm", "busybox", "true"], 125);
-            assert!(
-                err.contains("rootless containers need the vfs storage driver"),
-                "{err}"
-            );
-            eprintln!("not root: container tests skipped");
-            return Vec::new();
+    for driver in drivers {
+        out.push(with_busybox(Berth::new().with_driver(driver)));
+    }
+    if is_root() {
+        for driver in drivers {
+            match Berth::new().with_driver(driver).as_test_user() {
+                Some(b) => out.push(with_busybox(b)),
+                None => {
+                    eprintln!("rootless runs skipped: BERTH_TEST_UID/BERTH_TEST_GID not set");
+                    break;
+                }
+            }
         }
-        out.push(b);
     }
     out
+}
+
+/// [`roots_for`] the union drivers.
+fn roots() -> Vec<Berth> {
+    roots_for(DRIVERS)
 }
 
 /// Asserts nothing of any container is left: no mounts under the root, no
@@ -373,34 +369,202 @@ fn rm_f_cleans_up_after_a_killed_monitor() {
     }
 }
 
-/// vfs is the driver rootless containers use for now (the union drivers
-/// need their mount made inside the container's user namespace); as root it
-/// works the same.
+/// vfs works the same for root and for an unprivileged user (the launcher
+/// binds the copy inside the container's user namespace).
 #[test]
 fn vfs_driver_runs_containers_as_any_user() {
-    let b = Berth::new().with_driver("vfs");
-    let tar = busybox_tarball(b.dir.path());
-    b.ok(&[
-        "import",
-        "-c",
-        "CMD [\"/bin/sh\"]",
-        tar.to_str().unwrap(),
-        "busybox",
-    ]);
-    let layers = layer_dirs(&b);
-    let out = b.ok(&[
-        "run",
-        "--rm",
-        "busybox",
-        "sh",
-        "-c",
-        "echo hello; echo $$; id -u; touch /new",
-    ]);
-    assert_eq!(
-        out, "hello\n1\n0\n",
-        "pid 1 and root inside, for any caller"
-    );
-    b.fails(&["run", "--rm", "busybox", "sh", "-c", "exit 3"], 3);
-    b.fails(&["run", "--rm", "busybox", "no-such-command"], 127);
-    assert_clean(&b, layers);
+    for b in roots_for(&["vfs"]) {
+        let layers = layer_dirs(&b);
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello; echo $$; id -u; touch /new",
+        ]);
+        assert_eq!(
+            out, "hello\n1\n0\n",
+            "pid 1 and root inside, for any caller"
+        );
+        b.fails(&["run", "--rm", "busybox", "sh", "-c", "exit 3"], 3);
+        b.fails(&["run", "--rm", "busybox", "no-such-command"], 127);
+        assert_clean(&b, layers);
+    }
+}
+
+/// The first subordinate id of `uid` in `file` (/etc/subuid or /etc/subgid).
+fn subid_start(file: &str, uid: u32) -> Option<u32> {
+    let out = Command::new("id")
+        .args(["-nu", &uid.to_string()])
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() == 3 && (f[0] == name || f[0] == uid.to_string()))
+            .then(|| f[1].parse().ok())
+            .flatten()
+    })
+}
+
+/// The inode of a process's user namespace.
+fn userns_of(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Pids of the processes in user namespace `ino`.
+fn processes_in_userns(ino: u64) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| userns_of(p) == Some(ino))
+        .collect()
+}
+
+/// The container's writable layer on the host.
+fn upper_dir(b: &Berth, id: &str) -> std::path::PathBuf {
+    let driver = b.ok(&["info", "--format", "{{.Driver}}"]);
+    let driver = driver.trim();
+    let mounts = b.root.join("image").join(driver).join("layerdb/mounts");
+    let mount_id = std::fs::read_to_string(mounts.join(id).join("mount-id")).unwrap();
+    b.root.join(driver).join(mount_id.trim()).join("upper")
+}
+
+/// Rootless, with each union driver: root inside is the user on the host,
+/// ids above 0 are the user's subordinate ids, the mounts stay inside the
+/// container's own namespaces, and nothing outlives the container.
+#[test]
+fn rootless_union_containers_run_as_the_user_on_the_host() {
+    let user = if is_root() {
+        test_user()
+    } else {
+        let id = |flag| {
+            let out = Command::new("id").arg(flag).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        Some((id("-u"), id("-g")))
+    };
+    let Some((uid, gid)) = user else {
+        eprintln!("skipped: BERTH_TEST_UID/BERTH_TEST_GID not set");
+        return;
+    };
+    for driver in DRIVERS {
+        let b = Berth::new().with_driver(driver);
+        let b = if is_root() {
+            b.as_test_user().expect("the test user")
+        } else {
+            b
+        };
+        let b = with_busybox(b);
+        let layers = layer_dirs(&b);
+
+        // The init runs as the user on the host, root inside, in a user
+        // namespace with the user's maps.
+        // (The container writes into a directory only a subordinate id may
+        // open, then sleeps: diff reads it through its monitor.)
+        let script = "mkdir /d; touch /d/f; chown -R 1000:1000 /d; chmod 700 /d; \
+                      touch /ready; exec sleep 30";
+        let child = b
+            .cmd(&["run", "--name", "ids", "busybox", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = b.run(&["diff", "ids"]);
+            if String::from_utf8_lossy(&out.stdout).contains("A /ready") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{driver}: never ready: {out:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            b.ok(&["diff", "ids"]),
+            "A /d\nA /d/f\nA /ready\n",
+            "{driver}: diff of a running container"
+        );
+        let pid = b.ok(&["container", "inspect", "-f", "{{.State.Pid}}", "ids"]);
+        let pid = pid.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        for (key, want) in [("Uid:", uid), ("Gid:", gid)] {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+            let ids: Vec<&str> = line.split_whitespace().skip(1).collect();
+            let want = want.to_string();
+            assert_eq!(ids, [want.as_str(); 4], "{driver}: {line}");
+        }
+        let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+        let first: Vec<&str> = map.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(first, ["0", &uid.to_string(), "1"], "{driver}: {map}");
+        if let Some(start) = subid_start("/etc/subuid", uid) {
+            let second: Vec<&str> = map.lines().nth(1).unwrap().split_whitespace().collect();
+            assert_eq!(second[..2], ["1", &start.to_string()], "{driver}: {map}");
+        }
+        let userns = userns_of(&pid).unwrap();
+        assert_ne!(
+            userns_of("self"),
+            Some(userns),
+            "a user namespace of its own"
+        );
+        // The root filesystem is mounted in the container's namespaces only.
+        let root_str = b.root.canonicalize().unwrap().display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mountinfo.contains(&root_str),
+            "{driver}: host sees {mountinfo}"
+        );
+        b.ok(&["rm", "-f", "ids"]);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(137), "{driver}: killed by SIGKILL");
+        assert_eq!(
+            processes_in_userns(userns),
+            Vec::<String>::new(),
+            "{driver}: processes left in the container's user namespace"
+        );
+        assert_clean(&b, layers);
+
+        // Files written as root inside belong to the user; chowned to 1000
+        // inside, to the subordinate id 999 above the range's start. diff
+        // and rm read and delete them, even in a directory only that
+        // subordinate id may open.
+        let Some(start) = subid_start("/etc/subuid", uid) else {
+            eprintln!("{driver}: no subordinate ids for {uid}: chown checks skipped");
+            continue;
+        };
+        let gstart = subid_start("/etc/subgid", uid).expect("a subgid range too");
+        let id = b.ok(&[
+            "run",
+            "--name",
+            "own",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /rootfile /owned; chown 1000:1000 /owned; mkdir -p /d/e; touch /d/e/f; \
+             chown -R 1000:1000 /d; chmod 700 /d /d/e; id -u",
+        ]);
+        assert_eq!(id, "0\n");
+        let id = b.ok(&["ps", "-aq", "--no-trunc"]);
+        let upper = upper_dir(&b, id.trim());
+        let owner = |p: &str| {
+            let m = std::fs::symlink_metadata(upper.join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner("rootfile"), (uid, gid), "{driver}");
+        assert_eq!(owner("owned"), (start + 999, gstart + 999), "{driver}");
+        assert_eq!(owner("d"), (start + 999, gstart + 999), "{driver}");
+        assert_eq!(
+            b.ok(&["diff", "own"]),
+            "A /d\nA /d/e\nA /d/e/f\nA /owned\nA /rootfile\n",
+            "{driver}"
+        );
+        assert_eq!(b.ok(&["rm", "own"]), "own\n");
+        assert!(!upper.exists(), "{driver}: the writable layer is gone");
+        assert_clean(&b, layers);
+    }
 }

@@ -17,11 +17,15 @@ fn roots() -> Vec<Berth> {
         for driver in ["overlay", "fuse"] {
             out.push(with_busybox(Berth::new().with_driver(driver)));
         }
-        if let Some(b) = Berth::new().with_driver("vfs").as_test_user() {
-            out.push(with_busybox(b));
+        for driver in ["overlay", "fuse", "vfs"] {
+            if let Some(b) = Berth::new().with_driver(driver).as_test_user() {
+                out.push(with_busybox(b));
+            }
         }
     } else {
-        out.push(with_busybox(Berth::new().with_driver("vfs")));
+        for driver in ["overlay", "fuse", "vfs"] {
+            out.push(with_busybox(Berth::new().with_driver(driver)));
+        }
     }
     out
 }

@@ -140,10 +140,6 @@ fn demo() -> Result<()> {
         println!("$ berth {}", args.join(" "));
         let mut cmd = std::process::Command::new(&berth);
         cmd.args(args).env("BERTH_ROOT", &root);
-        if !env::is_root() {
-            // Rootless containers run on the vfs driver for now.
-            cmd.env("BERTH_STORAGE_DRIVER", "vfs");
-        }
         env::run(&mut cmd)
     };
     let tar = tar.to_string_lossy();

@@ -68,7 +68,7 @@ impl ExecChild {
 
 /// Opens the namespaces of `pid` that differ from ours (setns into one's
 /// own user namespace is an error, and joining the same ones is a no-op).
-fn namespace_fds(pid: i32) -> Result<Vec<(OwnedFd, libc::c_int, &'static str)>> {
+pub(crate) fn namespace_fds(pid: i32) -> Result<Vec<(OwnedFd, libc::c_int, &'static str)>> {
     let mut out = Vec::new();
     for (name, flag) in NAMESPACES {
         let theirs = format!("/proc/{pid}/ns/{name}");

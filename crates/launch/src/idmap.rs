@@ -65,6 +65,74 @@ pub fn rootless_map(own: u32, user: &str, subid_file: &Path) -> Vec<IdRange> {
     map
 }
 
+/// The caller's rootless maps (uids, gids): its own ids become 0 and its
+/// subordinate ranges follow, as [`rootless_map`] builds them. A map that
+/// needs newuidmap/newgidmap falls back to the single-id map when that
+/// helper is not installed (`have_helper` answers for a program name), so a
+/// missing uidmap package costs the extra ids, not the container.
+pub(crate) fn rootless_maps(
+    uid: u32,
+    gid: u32,
+    user: &str,
+    files: (&Path, &Path),
+    have_helper: impl Fn(&str) -> bool,
+) -> (Vec<IdRange>, Vec<IdRange>) {
+    let narrow = |mut map: Vec<IdRange>, helper: &str| {
+        if map.len() > 1 && !have_helper(helper) {
+            log::warn!("{helper} not found (install the uidmap package): mapping only your own id");
+            map.truncate(1);
+        }
+        map
+    };
+    (
+        narrow(rootless_map(uid, user, files.0), "newuidmap"),
+        narrow(rootless_map(gid, user, files.1), "newgidmap"),
+    )
+}
+
+/// The maps of the calling process's effective user from /etc/subuid and
+/// /etc/subgid, for a user namespace it creates or asks a child to create.
+pub(crate) fn own_rootless_maps() -> (Vec<IdRange>, Vec<IdRange>) {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let name = nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    rootless_maps(
+        uid,
+        gid,
+        &name,
+        (Path::new("/etc/subuid"), Path::new("/etc/subgid")),
+        in_path,
+    )
+}
+
+/// Whether an executable `program` is in `$PATH` (or the usual places).
+fn in_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Parses a `/proc/PID/uid_map` or `gid_map`.
+pub(crate) fn parse_map(text: &str) -> Vec<IdRange> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u32>);
+            Some(IdRange {
+                container: f.next()?.ok()?,
+                host: f.next()?.ok()?,
+                size: f.next()?.ok()?,
+            })
+        })
+        .collect()
+}
+
 /// The first `name:start:count` (or `uid:start:count`) entry for the user.
 fn find_subid(text: &str, user: &str, own: u32) -> Option<(u32, u32)> {
     let own = own.to_string();
@@ -191,6 +259,62 @@ mod tests {
         );
         assert!(maps_id(&map, 5));
         assert!(!maps_id(&map[..1], 5));
+    }
+
+    #[test]
+    fn maps_narrow_to_one_id_without_the_helper() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, g) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        std::fs::write(&u, "alice:100000:65536\n").unwrap();
+        std::fs::write(&g, "alice:200000:1000\n").unwrap();
+        let files = (u.as_path(), g.as_path());
+        let (uids, gids) = rootless_maps(1000, 1000, "alice", files, |_| true);
+        assert_eq!((uids.len(), gids.len()), (2, 2));
+        assert_eq!(gids[1].host, 200000);
+        let (uids, gids) = rootless_maps(1000, 1000, "alice", files, |h| h == "newgidmap");
+        assert_eq!(
+            uids,
+            [IdRange {
+                container: 0,
+                host: 1000,
+                size: 1
+            }]
+        );
+        assert_eq!(gids.len(), 2, "each map falls back on its own");
+        let (uids, gids) = rootless_maps(1000, 50, "bob", files, |_| true);
+        assert_eq!(
+            uids,
+            [IdRange {
+                container: 0,
+                host: 1000,
+                size: 1
+            }]
+        );
+        assert_eq!(
+            gids,
+            [IdRange {
+                container: 0,
+                host: 50,
+                size: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn proc_maps_parse() {
+        let text = "         0       1001          1\n         1     100000      65536\n";
+        let map = parse_map(text);
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            map[1],
+            IdRange {
+                container: 1,
+                host: 100000,
+                size: 65536
+            }
+        );
+        assert!(maps_id(&map, 5));
+        assert!(parse_map("").is_empty());
     }
 
     #[test]

@@ -6,8 +6,13 @@
 //!   the caller is root inside), the rootfs via `pivot_root`, `/proc`,
 //!   `/sys`, `/dev`, the spec's mounts, masked and read-only paths, hostname,
 //!   user, capabilities, rlimits, and an optional cgroup and pty.
-//! - [`exec`] starts another process inside a running container (setns).
+//! - [`exec`] starts another process inside a running container (setns);
+//!   [`read_container_files`] reads files as the container sees them.
 //! - [`cgroups`] puts v1 and v2 behind one [`cgroups::Cgroup`] trait.
+//! - [`enter_rootless_namespaces`] makes an unprivileged caller root of a
+//!   user namespace with the rootless maps (and gives it a mount namespace),
+//!   so it can mount a container's union root filesystem there and
+//!   [`spawn`] the init with [`LaunchOptions::inside_userns`].
 //!
 //! # Speed and fork safety
 //! There is no re-exec of a helper binary: the launcher clones the child
@@ -25,6 +30,7 @@
 mod caps;
 pub mod cgroups;
 mod child;
+mod container_files;
 mod defaults;
 mod error;
 mod exec;
@@ -37,7 +43,9 @@ mod pty;
 mod rootfs;
 mod spawn;
 mod sys;
+mod userns;
 
+pub use container_files::read_container_files;
 pub use defaults::{
     default_capabilities, default_masked_paths, default_mounts, default_readonly_paths,
     DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
@@ -49,3 +57,4 @@ pub use idmap::{rootless_map, IdRange};
 pub use process::Stdio;
 pub use rootfs::secure_join;
 pub use spawn::{spawn, Container, LaunchOptions};
+pub use userns::{enter_rootless_namespaces, run_in_namespaces_of, run_in_rootless_namespaces};

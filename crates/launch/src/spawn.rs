@@ -23,6 +23,12 @@ pub struct LaunchOptions {
     /// rootless maps from /etc/subuid and /etc/subgid when the spec has
     /// none), and treat unwritable cgroups as a warning.
     pub rootless: bool,
+    /// The caller already is root of the container's user namespace (it
+    /// called [`enter_rootless_namespaces`](crate::enter_rootless_namespaces),
+    /// and mounted the rootfs there): no new user namespace, even when
+    /// `rootless`; device nodes are binds of the host's, and unwritable
+    /// cgroups are a warning.
+    pub inside_userns: bool,
     /// Where stdio goes when `process.terminal` is false.
     pub stdio: Stdio,
     /// The cgroup to create and put the container in.
@@ -100,17 +106,17 @@ fn id_maps(spec: &Spec, rootless: bool) -> Result<(Vec<IdRange>, Vec<IdRange>)> 
             "user namespace without uidMappings/gidMappings".into(),
         ));
     }
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
-    let name = nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_default();
-    Ok((
-        idmap::rootless_map(uid, &name, Path::new("/etc/subuid")),
-        idmap::rootless_map(gid, &name, Path::new("/etc/subgid")),
-    ))
+    Ok(idmap::own_rootless_maps())
+}
+
+/// For a caller inside the container's user namespace: whether setgroups(2)
+/// is denied there (a single-id gid map) and whether gid 5 (tty) is mapped.
+fn current_userns_limits() -> (bool, bool) {
+    let denied = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "deny")
+        .unwrap_or(false);
+    let gids = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    (denied, idmap::maps_id(&idmap::parse_map(&gids), 5))
 }
 
 /// Starts the container described by `spec` on the prepared root
@@ -148,7 +154,7 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
         flags |= clone_flag(ns.typ());
         new_cgroupns |= ns.typ() == LinuxNamespaceType::Cgroup;
     }
-    if opts.rootless {
+    if opts.rootless && !opts.inside_userns {
         flags |= libc::CLONE_NEWUSER;
     }
     let userns = flags & libc::CLONE_NEWUSER != 0;
@@ -157,13 +163,19 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
     } else {
         (vec![], vec![])
     };
-    let setgroups_denied = userns && idmap::setgroups_denied(&gids);
+    let (setgroups_denied, tty_gid_mapped) = if userns {
+        (idmap::setgroups_denied(&gids), idmap::maps_id(&gids, 5))
+    } else if opts.inside_userns {
+        current_userns_limits()
+    } else {
+        (false, true)
+    };
 
     let terminal = process.terminal().unwrap_or(false);
     let stdio = PreparedStdio::new(terminal, &opts.stdio)?;
     let ctx = PlanContext {
-        userns,
-        tty_gid_mapped: !userns || idmap::maps_id(&gids, 5),
+        userns: userns || opts.inside_userns,
+        tty_gid_mapped,
         cgroup_v2: cgroups::detect() == cgroups::Version::V2,
         console: stdio.console.clone(),
     };
@@ -180,7 +192,7 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
     let command = process::command_name(process);
 
     let cgroup = match &opts.cgroup {
-        Some(cfg) => cgroups::create_or_warn(cfg, opts.rootless)?,
+        Some(cfg) => cgroups::create_or_warn(cfg, opts.rootless || opts.inside_userns)?,
         None => None,
     };
     let result = start(

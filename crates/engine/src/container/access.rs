@@ -89,7 +89,9 @@ impl Engine {
                 temp: None,
             });
         }
-        if self.rootless {
+        // (Rootless with a union driver, callers come here as root of the
+        // container's user namespace: see `rootless::in_container_userns`.)
+        if super::rootless::needs_userns(self) {
             return Err(ContainerError::RootlessUnsupported);
         }
         let target = dir.join(format!("{TEMP_PREFIX}{}", &super::random_hex()[..16]));

@@ -72,6 +72,16 @@ impl Engine {
             .map(parse_tag_reference)
             .transpose()?;
         let record = self.container(query)?;
+        if super::rootless::needs_userns(self) {
+            // Read the writable layer as root of the container's user
+            // namespace: the layer keeps the owners the container sees.
+            let id = super::rootless::in_container_userns(self, &record, || {
+                Ok(self.commit_container(query, opts)?.to_string().into_bytes())
+            })?;
+            return String::from_utf8_lossy(&id).parse().map_err(|_| {
+                ContainerError::InvalidArgument(format!("bad image ID from commit: {id:?}"))
+            });
+        }
         let image = record_image(&record)?;
         let base = self.config(&image)?;
         let lowers = self.image_lowers(&image)?;

@@ -442,7 +442,13 @@ impl Engine {
         record.args = opts.cmd[1..].to_vec();
         // The container's own files, as its init sees them.
         let root = PathBuf::from(format!("/proc/{pid}/root"));
-        let spec = spec::build(&record, &root)?;
+        // Read inside the container's namespaces: a rootless union mount is
+        // only there, and its FUSE server answers nobody outside.
+        let files = berth_launch::read_container_files(pid, &["/etc/passwd", "/etc/group"])?;
+        let text = |i: usize| {
+            String::from_utf8_lossy(files[i].as_deref().unwrap_or_default()).into_owned()
+        };
+        let spec = spec::build_with_users(&record, &root, &text(0), &text(1))?;
         let mut process = spec.process().clone().ok_or_else(|| {
             ContainerError::InvalidArgument("the container's spec has no process".into())
         })?;

@@ -18,6 +18,7 @@ mod mounts;
 mod names;
 mod prune;
 mod resources;
+mod rootless;
 mod run;
 mod spec;
 mod state;
@@ -272,9 +273,6 @@ impl Engine {
     /// `create`: the record, its files and its writable layer. Returns the
     /// new container's ID.
     pub fn create_container(&self, opts: &CreateOptions) -> CResult<String> {
-        if self.rootless && self.driver() != "vfs" {
-            return Err(ContainerError::RootlessUnsupported);
-        }
         // resources: env files, then validated limits (before anything is made).
         let opts = &CreateOptions {
             env: resources::env_with_files(opts)?,
@@ -405,6 +403,11 @@ impl Engine {
     /// Removes everything of container `id` that exists: its root
     /// filesystem mount, snapshot, layer record and directory.
     fn destroy(&self, id: &str) -> CResult<()> {
+        // ROOTLESS (branch rootless): the writable layer may hold files of
+        // subordinate ids, which only root of a user namespace can delete.
+        if rootless::needs_userns(self) {
+            return rootless::in_userns(|| self.destroy(id).map(|()| Vec::new())).map(drop);
+        }
         let dir = self.container_dir(id);
         run::unmount_rootfs(&dir.join("rootfs"))?;
         access::remove_leftovers(&dir)?;
@@ -445,7 +448,14 @@ impl Engine {
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
-        let changes = self.snapshotter()?.changes(&mount.mount_id, &lowers)?;
+        // ROOTLESS (branch rootless): read the writable layer as root of a
+        // user namespace, as the container wrote it.
+        let snapshotter = self.snapshotter()?;
+        let bytes = rootless::in_container_userns(self, &record, || {
+            let changes = snapshotter.changes(&mount.mount_id, &lowers)?;
+            Ok(rootless::encode_changes(&changes))
+        })?;
+        let changes = rootless::decode_changes(&bytes);
         Ok(hide_mount_points(changes))
     }
 

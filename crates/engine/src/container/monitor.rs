@@ -465,6 +465,14 @@ impl Engine {
         {
             return Err(already());
         }
+        // Rootless with a union driver, this process becomes root of the
+        // container's user namespace, with a mount namespace of its own,
+        // before it mounts anything (and before any FUSE thread starts). The
+        // rootfs mount is then private to it.
+        let inside_userns = super::rootless::union_driver(self);
+        if inside_userns {
+            berth_launch::enter_rootless_namespaces()?;
+        }
         let mount = self.store.mount(&record.id)?.ok_or_else(|| {
             ContainerError::InvalidArgument(format!("container {} has no layer", record.id))
         })?;
@@ -474,10 +482,10 @@ impl Engine {
         }
         let rootfs = dir.join("rootfs");
         unmount_rootfs(&rootfs)?;
-        // Rootless, only a plain directory (vfs) works for now: the launcher
-        // binds it inside the container's user namespace. Union mounts would
-        // have to be made in that namespace too.
-        let direct = match (self.rootless, mounts.as_slice()) {
+        // Rootless with vfs, the plain directory is bound by the launcher
+        // inside the container's user namespace; union mounts are made here,
+        // in the namespaces entered above.
+        let direct = match (self.rootless && !inside_userns, mounts.as_slice()) {
             (false, _) => None,
             (true, [m]) if m.fstype == "bind" => Some(PathBuf::from(&m.source)),
             (true, _) => return Err(ContainerError::RootlessUnsupported),
@@ -543,6 +551,7 @@ impl Engine {
             };
             let opts = LaunchOptions {
                 rootless: self.rootless,
+                inside_userns,
                 stdio,
                 cgroup: cgroup.clone(),
             };

@@ -83,10 +83,20 @@ fn bind(dest: &str, source: &str) -> CResult<oci_spec::runtime::Mount> {
 
 /// The spec for `record`, whose root filesystem is mounted at `rootfs`.
 pub(crate) fn build(record: &Record, rootfs: &Path) -> CResult<Spec> {
+    let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap_or_default();
+    build_with_users(record, rootfs, &read("etc/passwd"), &read("etc/group"))
+}
+
+/// [`build`] with the container's `/etc/passwd` and `/etc/group` given.
+pub(crate) fn build_with_users(
+    record: &Record,
+    rootfs: &Path,
+    passwd: &str,
+    group: &str,
+) -> CResult<Spec> {
     let config = &record.config;
     let text = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("");
-    let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap_or_default();
-    let user = resolve_user(text("User"), &read("etc/passwd"), &read("etc/group"))?;
+    let user = resolve_user(text("User"), passwd, group)?;
 
     let mut env = strings(config.get("Env"));
     // Docker sets HOSTNAME, after PATH, unless the user did.

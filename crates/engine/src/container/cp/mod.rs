@@ -58,6 +58,21 @@ impl Engine {
     ) -> CResult<()> {
         let shown = format!("{container}:{path}");
         let record = self.copy_container(container, &shown)?;
+        if super::rootless::needs_userns(self) {
+            // As root of the container's user namespace (see `rootless`).
+            super::rootless::in_container_userns(self, &record, || {
+                match to {
+                    CopyOut::Tar(w) => {
+                        self.copy_from_container(container, path, CopyOut::Tar(&mut *w), opts)?;
+                        w.flush()
+                            .map_err(|e| ContainerError::io("writing the tar", e))?;
+                    }
+                    path_to => self.copy_from_container(container, path, path_to, opts)?,
+                }
+                Ok(Vec::new())
+            })?;
+            return Ok(());
+        }
         let rootfs = self.open_rootfs(&record)?;
         let copied = copy_out(rootfs.path(), path, &shown, to, opts);
         let closed = rootfs.close();
@@ -79,6 +94,14 @@ impl Engine {
             return Err(ContainerError::InvalidArgument(
                 "container rootfs is marked read-only".into(),
             ));
+        }
+        if super::rootless::needs_userns(self) {
+            // As root of the container's user namespace (see `rootless`).
+            super::rootless::in_container_userns(self, &record, || {
+                self.copy_into_container(from, container, path, opts)?;
+                Ok(Vec::new())
+            })?;
+            return Ok(());
         }
         let rootfs = self.open_rootfs(&record)?;
         let copied = copy_in(from, rootfs.path(), container, path, opts);
