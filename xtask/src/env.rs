@@ -7,7 +7,17 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Debian packages the test suites use.
-pub const TEST_PACKAGES: &[&str] = &["busybox-static", "fuse3", "uidmap", "skopeo", "attr", "tar"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "busybox-static",
+    "fuse3",
+    "uidmap",
+    "skopeo",
+    "attr",
+    "tar",
+    "procps",
+    "util-linux",
+    "bsdutils",
+];
 
 /// The unprivileged user the rootless suites run as.
 pub const TEST_USER: &str = "berthtest";
