@@ -744,33 +744,17 @@ fn container_prune_asks_then_removes_stopped_containers() {
 /// commit, export and cp work the same.
 #[test]
 fn rootless_vfs_commit_export_cp() {
-    let Some((uid, gid)) = berth_e2e::test_user() else {
+    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: switching to the test user needs root");
-        return;
-    }
-    let b = Berth::new();
-    let tar = busybox_tarball(b.dir.path());
-    let home = b.dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
-    for p in [b.dir.path(), &home, &tar] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    }
+    let b = berth_e2e::with_busybox(b);
+    let home = b.dir.path();
     let run = |args: &[&str]| {
-        let out = Command::new("setpriv")
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".into(),
-            ])
-            .arg(berth_e2e::berth_bin())
-            .args(args)
-            .env("BERTH_ROOT", home.join("berth"))
-            .env("BERTH_STORAGE_DRIVER", "vfs")
-            .current_dir(&home)
+        let out = b
+            .cmd(args)
+            .current_dir(home)
+            .stdin(Stdio::null())
             .output()
             .unwrap();
         assert!(
@@ -780,7 +764,6 @@ fn rootless_vfs_commit_export_cp() {
         );
         out.stdout
     };
-    run(&["import", tar.to_str().unwrap(), "busybox"]);
     run(&[
         "run",
         "--name",

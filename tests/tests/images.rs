@@ -536,36 +536,18 @@ fn info_and_df_report_the_store() {
 
 #[test]
 fn rootless_import_save_load() {
-    let Some((uid, gid)) = berth_e2e::test_user() else {
+    let Some(b) = Berth::new().as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };
-    let b = Berth::new();
+    let (uid, gid) = berth_e2e::test_user().unwrap();
     let tar = busybox_tarball(b.dir.path());
     let home = b.dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
-    for p in [b.dir.path(), &home, &tar] {
+    for p in [&home, &tar] {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
     }
-    let run = |args: &[&str]| {
-        let out = Command::new("setpriv")
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".into(),
-            ])
-            .arg(berth_e2e::berth_bin())
-            .args(args)
-            .env("BERTH_ROOT", home.join("berth"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "rootless berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| b.ok(args);
     let id = run(&["import", tar.to_str().unwrap(), "rl:1"]);
     let saved = home.join("s.tar");
     run(&["save", "-o", saved.to_str().unwrap(), "rl:1"]);

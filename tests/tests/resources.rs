@@ -596,34 +596,13 @@ fn bad_flags_exit_125_with_dockers_messages_and_create_nothing() {
 
 #[test]
 fn rootless_limits_warn_and_the_container_runs() {
-    let Some((uid, gid)) = berth_e2e::test_user() else {
+    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };
-    let b = Berth::new();
-    let tar = busybox_tarball(b.dir.path());
-    let home = b.dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
-    for p in [b.dir.path(), &home, &tar] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    }
-    let run = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".into(),
-            ])
-            .arg(berth_e2e::berth_bin())
-            .args(args)
-            .env("BERTH_ROOT", home.join("berth"))
-            .env("BERTH_STORAGE_DRIVER", "vfs")
-            .output()
-            .unwrap()
-    };
-    assert!(run(&["import", tar.to_str().unwrap(), "busybox"])
-        .status
-        .success());
+    let (uid, _) = berth_e2e::test_user().unwrap();
+    let b = berth_e2e::with_busybox(b);
+    let run = |args: &[&str]| b.run(args);
     let out = run(&[
         "run",
         "--rm",

@@ -678,54 +678,23 @@ fn bad_mount_flags_fail_with_125() {
 /// VOLUMEs work for the unprivileged test user too.
 #[test]
 fn rootless_vfs_volumes_as_the_test_user() {
-    let Some((uid, gid)) = berth_e2e::test_user() else {
+    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: switching to the test user needs root");
-        return;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("berth-e2e-rootless-")
-        .tempdir()
-        .unwrap();
-    let outside = dir.path().join("outside");
+    let (uid, gid) = berth_e2e::test_user().unwrap();
+    let dir = b.dir.path();
+    let outside = dir.join("outside");
     std::fs::create_dir(&outside).unwrap();
     std::fs::write(outside.join("secret"), "host only\n").unwrap();
-    let tar = tarball_with_extras(dir.path(), &outside);
-    let home = dir.path().join("home");
-    let host = dir.path().join("host");
-    std::fs::create_dir(&home).unwrap();
+    let tar = tarball_with_extras(dir, &outside);
+    let host = dir.join("host");
     std::fs::create_dir(&host).unwrap();
-    for p in [dir.path(), &home, &host, &tar] {
+    for p in [&host, &tar] {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
     }
-    let run = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".into(),
-            ])
-            .arg(berth_e2e::berth_bin())
-            .args(args)
-            .env("BERTH_ROOT", home.join("berth"))
-            .env("BERTH_STORAGE_DRIVER", "vfs")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "rootless berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| b.run(args);
+    let ok = |args: &[&str]| b.ok(args);
     let tar = tar.to_str().unwrap();
     ok(&[
         "import",
