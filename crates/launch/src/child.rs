@@ -36,8 +36,9 @@ pub(crate) struct ChildPlan {
     pub setsid: bool,
     /// fds (all >= 3) to place on 0, 1, 2; `None` keeps the inherited one.
     pub stdio: [Option<RawFd>; 3],
-    /// Make fd 0 the controlling terminal (pty mode).
-    pub controlling_tty: bool,
+    /// Open a pty inside the container and make it stdio and the
+    /// controlling terminal (see [`PtyPlan`]).
+    pub pty: Option<PtyPlan>,
     pub rlimits: Vec<(libc::c_int, libc::rlimit)>,
     pub caps: Option<CapSets>,
     pub no_new_privs: bool,
@@ -47,6 +48,15 @@ pub(crate) struct ChildPlan {
     pub umask: libc::mode_t,
     pub cwd: CString,
     pub exec: ExecTarget,
+}
+
+/// A terminal made inside the container once its root is in place: the
+/// container's `/dev/ptmx` gives the pair, the master goes back to the
+/// parent over `socket` (SCM_RIGHTS), the slave becomes fds 0-2 and the
+/// controlling terminal, and, with `console`, `/dev/console` too.
+pub(crate) struct PtyPlan {
+    pub socket: RawFd,
+    pub console: bool,
 }
 
 /// The program to exec and where to look for it.
@@ -210,6 +220,115 @@ pub(crate) fn wait_for_go(sync_fd: RawFd) {
     }
 }
 
+/// Writes `/dev/pts/N` and a NUL into `buf`; returns the used length.
+fn pts_path(n: u32, buf: &mut [u8; 32]) -> usize {
+    const PREFIX: &[u8] = b"/dev/pts/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut v = n;
+    loop {
+        digits[len] = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[PREFIX.len() + i] = digits[len - 1 - i];
+    }
+    buf[PREFIX.len() + len] = 0;
+    PREFIX.len() + len + 1
+}
+
+/// See [`PtyPlan`]; async-signal-safe (stack buffers and syscalls only).
+fn open_pty(pty: &PtyPlan, err_fd: RawFd) {
+    // SAFETY: raw syscalls on fds we own and on stack buffers that
+    // outlive each call; the cmsg pointers come from CMSG_FIRSTHDR on a
+    // control buffer sized by CMSG_SPACE.
+    unsafe {
+        let master = check(
+            libc::open(
+                c"/dev/ptmx".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ),
+            err_fd,
+            c"open /dev/ptmx",
+        );
+        let mut unlock: libc::c_int = 0;
+        check(
+            libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock),
+            err_fd,
+            c"unlock pty",
+        );
+        let slave = check(
+            libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY),
+            err_fd,
+            c"open pty slave",
+        );
+        if pty.console {
+            let mut n: libc::c_uint = 0;
+            check(
+                libc::ioctl(master, libc::TIOCGPTN, &mut n),
+                err_fd,
+                c"pty number",
+            );
+            let mut path = [0u8; 32];
+            pts_path(n, &mut path);
+            check(
+                libc::mount(
+                    path.as_ptr().cast(),
+                    c"/dev/console".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ),
+                err_fd,
+                c"bind the pty to /dev/console",
+            );
+        }
+        // One byte of data and the master in an SCM_RIGHTS message.
+        let mut byte = 0u8;
+        let mut iov = libc::iovec {
+            iov_base: (&mut byte as *mut u8).cast(),
+            iov_len: 1,
+        };
+        let mut control = [0u64; 4];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            (&master as *const libc::c_int).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            std::mem::size_of::<libc::c_int>(),
+        );
+        check(
+            libc::sendmsg(pty.socket, &msg, 0) as libc::c_int,
+            err_fd,
+            c"send the pty master",
+        );
+        libc::close(master);
+        for target in 0..3 {
+            check(libc::dup2(slave, target), err_fd, c"dup2 pty");
+        }
+        if slave > 2 {
+            libc::close(slave);
+        }
+        check(
+            libc::ioctl(0, libc::TIOCSCTTY, 0),
+            err_fd,
+            c"set controlling terminal",
+        );
+    }
+}
+
 /// The child's work after the go signal: set up, then exec.
 pub(crate) fn run(plan: &ChildPlan, err_fd: RawFd) -> ! {
     // SAFETY (whole function): raw syscalls on values prepared before the
@@ -234,19 +353,15 @@ pub(crate) fn run(plan: &ChildPlan, err_fd: RawFd) -> ! {
                 );
             }
         }
-        if plan.controlling_tty {
-            check(
-                libc::ioctl(0, libc::TIOCSCTTY, 0),
-                err_fd,
-                c"set controlling terminal",
-            );
-        }
         // Device nodes and dirs get exactly the modes the plan asks for.
         libc::umask(0);
         if let Err((op, errno)) = rootfs::run(&plan.rootfs_ops, &Linux) {
             let mut m = MsgBuf::new();
             op.describe(&mut m);
             fail(err_fd, FailKind::Setup, errno, m.as_bytes());
+        }
+        if let Some(pty) = &plan.pty {
+            open_pty(pty, err_fd);
         }
         for (resource, limit) in &plan.rlimits {
             check(libc::setrlimit(*resource as _, limit), err_fd, c"setrlimit");
@@ -365,6 +480,17 @@ mod tests {
             vec!["/bin/sh", "/usr/bin/sh", "./sh", "./sh"]
         );
         assert_eq!(search_candidates("./run", "/bin"), vec!["./run"]);
+    }
+
+    #[test]
+    fn pts_paths_are_written_without_allocating() {
+        let mut buf = [0u8; 32];
+        let n = pts_path(0, &mut buf);
+        assert_eq!(&buf[..n], b"/dev/pts/0\0");
+        let n = pts_path(4096, &mut buf);
+        assert_eq!(&buf[..n], b"/dev/pts/4096\0");
+        let n = pts_path(u32::MAX, &mut buf);
+        assert_eq!(&buf[..n], b"/dev/pts/4294967295\0");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
         .map(|s| s.trim() == "deny")
         .unwrap_or(false);
     let terminal = process.terminal().unwrap_or(false);
-    let stdio = PreparedStdio::new(terminal, &opts.stdio)?;
+    let mut stdio = PreparedStdio::new(terminal, &opts.stdio)?;
     let plan = process::child_plan(
         process,
         &stdio,
@@ -109,6 +109,7 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
             rootfs_ops: vec![],
             new_cgroupns: false,
             setgroups_denied,
+            console: false,
         },
     )?;
     let command = process::command_name(process);
@@ -173,9 +174,10 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
         cg.add_pid(child_pid)?;
     }
     fork::release_and_check(sync_w, err_r, &mut guard, &command)?;
+    let pty_master = stdio.receive_pty_master()?;
     guard.disarm();
     Ok(ExecChild {
         pid: child_pid,
-        pty_master: stdio.pty_master,
+        pty_master,
     })
 }

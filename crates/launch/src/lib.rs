@@ -39,7 +39,6 @@ mod idmap;
 mod mountopts;
 mod msg;
 mod process;
-mod pty;
 mod rootfs;
 mod spawn;
 mod sys;

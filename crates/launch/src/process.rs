@@ -2,12 +2,11 @@
 //! a [`ChildPlan`], shared by [`spawn`](crate::spawn) and [`exec`](crate::exec).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 
 use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::caps::CapSets;
-use crate::child::{ChildPlan, ExecTarget};
+use crate::child::{ChildPlan, ExecTarget, PtyPlan};
 use crate::error::{Error, Result};
 use crate::rootfs::{self, Op};
 
@@ -29,27 +28,29 @@ pub enum Stdio {
 }
 
 /// Stdio ready for the fork: copies numbered 3 and up, so that placing them
-/// on 0..2 in the child can never overwrite one another.
+/// on 0..2 in the child can never overwrite one another. With a terminal,
+/// the child opens the pty itself, inside the container (so it is
+/// `/dev/pts/N` of the container's devpts, as with runc), and sends the
+/// master back on `pty_socket`.
 pub(crate) struct PreparedStdio {
     fds: [Option<OwnedFd>; 3],
-    pub pty_master: Option<OwnedFd>,
-    pub console: Option<PathBuf>,
+    /// Our end and the child's end of the socket the master comes back on.
+    pty_socket: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl PreparedStdio {
     pub fn new(terminal: bool, stdio: &Stdio) -> Result<Self> {
         if terminal {
-            let pty = crate::pty::open()?;
-            let slave = dup_high(pty.slave.as_raw_fd())?;
-            let copies = [
-                Some(dup_high(slave.as_raw_fd())?),
-                Some(dup_high(slave.as_raw_fd())?),
-                Some(slave),
-            ];
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| Error::io("pty socket", e.into()))?;
             return Ok(PreparedStdio {
-                fds: copies,
-                pty_master: Some(pty.master),
-                console: Some(pty.slave_path),
+                fds: [None, None, None],
+                pty_socket: Some((ours, theirs)),
             });
         }
         let fds = match stdio {
@@ -66,9 +67,48 @@ impl PreparedStdio {
         };
         Ok(PreparedStdio {
             fds,
-            pty_master: None,
-            console: None,
+            pty_socket: None,
         })
+    }
+
+    /// The child's end of the pty socket, for its plan.
+    fn pty_child_fd(&self) -> Option<RawFd> {
+        self.pty_socket.as_ref().map(|(_, c)| c.as_raw_fd())
+    }
+
+    /// After the child exec'd: the pty master it sent, if it has a terminal.
+    pub fn receive_pty_master(&mut self) -> Result<Option<OwnedFd>> {
+        let Some((ours, theirs)) = self.pty_socket.take() else {
+            return Ok(None);
+        };
+        // The child's copy closed at exec; ours must go too, or a child that
+        // sent nothing would leave us waiting.
+        drop(theirs);
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            ours.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::io("receive pty master", e.into()))?;
+        for cmsg in msg
+            .cmsgs()
+            .map_err(|e| Error::io("pty message", e.into()))?
+        {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+                if let Some(&fd) = fds.first() {
+                    // SAFETY: the kernel just gave us this fd.
+                    return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+                }
+            }
+        }
+        Err(Error::io(
+            "receive pty master",
+            std::io::Error::other("the container sent no pty"),
+        ))
     }
 
     fn raw(&self) -> [Option<RawFd>; 3] {
@@ -117,6 +157,9 @@ pub(crate) struct PlanExtras {
     pub new_cgroupns: bool,
     /// setgroups(2) is denied in the user namespace (single-id rootless map).
     pub setgroups_denied: bool,
+    /// With a terminal: also show the pty as `/dev/console` (a container's
+    /// init, not an exec'd process).
+    pub console: bool,
 }
 
 pub(crate) fn child_plan(
@@ -163,7 +206,10 @@ pub(crate) fn child_plan(
         new_cgroupns: extras.new_cgroupns,
         setsid: true,
         stdio: stdio.raw(),
-        controlling_tty: stdio.pty_master.is_some(),
+        pty: stdio.pty_child_fd().map(|socket| PtyPlan {
+            socket,
+            console: extras.console,
+        }),
         rlimits,
         caps: process.capabilities().as_ref().map(CapSets::from_spec),
         no_new_privs: process.no_new_privileges().unwrap_or(false),
@@ -202,6 +248,7 @@ mod tests {
             rootfs_ops: vec![],
             new_cgroupns: false,
             setgroups_denied: false,
+            console: false,
         };
         assert!(matches!(
             child_plan(&p, &stdio, extras),
@@ -228,6 +275,7 @@ mod tests {
             rootfs_ops: vec![],
             new_cgroupns: false,
             setgroups_denied: denied,
+            console: false,
         };
         let plan = child_plan(&p, &stdio, mk(false)).unwrap();
         assert_eq!(plan.groups, Some(vec![7]));

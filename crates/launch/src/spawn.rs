@@ -172,12 +172,12 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
     };
 
     let terminal = process.terminal().unwrap_or(false);
-    let stdio = PreparedStdio::new(terminal, &opts.stdio)?;
+    let mut stdio = PreparedStdio::new(terminal, &opts.stdio)?;
     let ctx = PlanContext {
         userns: userns || opts.inside_userns,
         tty_gid_mapped,
         cgroup_v2: cgroups::detect() == cgroups::Version::V2,
-        console: stdio.console.clone(),
+        console: terminal,
     };
     let ops = rootfs::plan(spec, &rootfs, &ctx)?;
     let plan = process::child_plan(
@@ -187,6 +187,7 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
             rootfs_ops: ops,
             new_cgroupns,
             setgroups_denied,
+            console: true,
         },
     )?;
     let command = process::command_name(process);
@@ -204,10 +205,11 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
         cgroup.as_deref(),
         &command,
     );
+    let result = result.and_then(|pid| Ok((pid, stdio.receive_pty_master()?)));
     match result {
-        Ok(pid) => Ok(Container {
+        Ok((pid, pty_master)) => Ok(Container {
             pid,
-            pty_master: stdio.pty_master,
+            pty_master,
             cgroup,
         }),
         Err(e) => {

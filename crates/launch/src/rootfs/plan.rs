@@ -1,7 +1,7 @@
 //! Turning a spec into the list of [`Op`]s the child runs.
 
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 
@@ -24,8 +24,9 @@ pub(crate) struct PlanContext {
     /// The host runs the unified cgroup hierarchy (`cgroup` mounts become
     /// cgroup2; on v1 they are skipped).
     pub cgroup_v2: bool,
-    /// Host path of the pty slave to show as `/dev/console`.
-    pub console: Option<PathBuf>,
+    /// The init gets a terminal: make `/dev/console` for the child to bind
+    /// its pty onto once it has opened one.
+    pub console: bool,
 }
 
 /// The standard device nodes of Docker's `/dev` (name, major, minor).
@@ -148,16 +149,8 @@ pub(crate) fn plan(spec: &Spec, rootfs: &Path, ctx: &PlanContext) -> Result<Vec<
         }
     }
 
-    if let Some(console) = &ctx.console {
-        let target = rootfs.join("dev/console");
-        ops.push(Op::CreateFile(cstr(&target)?));
-        ops.push(mount(
-            Some(cstr(console)?),
-            cstr(&target)?,
-            None,
-            libc::MS_BIND,
-            None,
-        ));
+    if ctx.console {
+        ops.push(Op::CreateFile(cstr(rootfs.join("dev/console"))?));
     }
 
     ops.push(Op::PivotRoot(root_c));
