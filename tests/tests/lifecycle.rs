@@ -552,3 +552,57 @@ fn pause_unpause_and_stats() {
         b.ok(&["rm", "pz"]);
     }
 }
+
+#[test]
+fn init_runs_the_command_as_its_child_and_forwards_signals() {
+    for b in roots() {
+        let l = label(&b);
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$; ps -o pid,comm",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0], "2",
+            "{l}: the command is pid 2 under --init: {out}"
+        );
+        let pid1 = lines.iter().find(|x| x.trim_start().starts_with("1 "));
+        assert!(
+            pid1.is_some_and(|x| !x.ends_with(" sh")),
+            "{l}: pid 1 is the init: {out}"
+        );
+        b.fails(
+            &["run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"],
+            7,
+        );
+        let err = b.fails(&["run", "--rm", "--init", "busybox", "no-such"], 127);
+        assert!(err.contains("executable file not found"), "{l}: {err}");
+        // sleep as pid 1 would ignore SIGTERM (stop would wait, then kill
+        // with 137); under the init it gets the signal and dies of it.
+        let id = b.ok(&["run", "-d", "--init", "busybox", "sleep", "1000"]);
+        let id = id.trim();
+        b.ok(&["stop", "-t", "60", id]);
+        assert_eq!(status(&b, id), "exited 143", "{l}");
+        assert_eq!(
+            b.ok(&["inspect", "-f", "{{.HostConfig.Init}}", id]),
+            "true\n"
+        );
+        b.ok(&["rm", id]);
+        // An orphan is reaped by the init: no zombie is left.
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "sh -c 'sleep 0.1 &'; sleep 0.6; ps -o stat | grep -c Z; true",
+        ]);
+        assert_eq!(out, "0\n", "{l}");
+    }
+}

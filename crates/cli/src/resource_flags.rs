@@ -43,6 +43,9 @@ pub struct ResourceArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
     /// Signal to stop a container
     #[arg(long, value_name = "string")]
     stop_signal: Option<String>,
@@ -74,6 +77,7 @@ impl ResourceArgs {
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
+            init: self.init,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             labels: self.label.clone(),

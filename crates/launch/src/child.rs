@@ -48,6 +48,8 @@ pub(crate) struct ChildPlan {
     pub umask: libc::mode_t,
     pub cwd: CString,
     pub exec: ExecTarget,
+    /// Stay as pid 1 and run the command as a child (`--init`).
+    pub init: bool,
 }
 
 /// A terminal made inside the container once its root is in place: the
@@ -440,8 +442,91 @@ pub(crate) fn run(plan: &ChildPlan, err_fd: RawFd) -> ! {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        if plan.init {
+            run_as_init(plan, err_fd);
+        }
         let (kind, errno) = plan.exec.exec();
         fail(err_fd, kind, errno, plan.exec._argv[0].to_bytes())
+    }
+}
+
+/// The command's pid, for the init's signal handler.
+static INIT_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_to_child(sig: libc::c_int) {
+    let pid = INIT_CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// `--init`: forks the command (which execs, reporting a failure on
+/// `err_fd` itself), then, as pid 1, forwards every signal it can catch to
+/// the command, reaps whatever exits, and exits as the command did (128 +
+/// signal when it was killed, as tini does). Async-signal-safe only.
+fn run_as_init(plan: &ChildPlan, err_fd: RawFd) -> ! {
+    // SAFETY: raw clone/wait4/sigaction/kill/_exit on stack values; the
+    // forked branch only execs or fails.
+    unsafe {
+        // Signals that come before the handlers are in place wait here.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        ) as libc::pid_t;
+        if pid == -1 {
+            fail(
+                err_fd,
+                FailKind::Setup,
+                Errno::last(),
+                b"fork the command under --init",
+            );
+        }
+        if pid == 0 {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            let (kind, errno) = plan.exec.exec();
+            fail(err_fd, kind, errno, plan.exec._argv[0].to_bytes());
+        }
+        INIT_CHILD.store(pid, std::sync::atomic::Ordering::SeqCst);
+        // The command reports its own exec. The init never execs, so
+        // close-on-exec does nothing for it: close everything above stdio
+        // (the error pipe, the monitor's readiness pipe and lock), or those
+        // who wait for their end would wait for the container.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let _ = err_fd;
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = forward_to_child as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        for sig in 1..libc::SIGRTMIN() {
+            if !matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD) {
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        loop {
+            let mut status = 0;
+            let reaped = libc::wait4(-1, &mut status, 0, std::ptr::null_mut());
+            if reaped == pid {
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                libc::_exit(code);
+            }
+            if reaped == -1 && Errno::last() != Errno::EINTR {
+                libc::_exit(255);
+            }
+        }
     }
 }
 

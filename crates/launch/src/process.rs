@@ -219,6 +219,7 @@ pub(crate) fn child_plan(
         umask: user.umask().unwrap_or(0o022),
         cwd: rootfs::cstr(cwd)?,
         exec: ExecTarget::new(args, env)?,
+        init: false,
     })
 }
 

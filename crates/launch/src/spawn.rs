@@ -33,6 +33,10 @@ pub struct LaunchOptions {
     pub stdio: Stdio,
     /// The cgroup to create and put the container in.
     pub cgroup: Option<CgroupConfig>,
+    /// Docker's `--init`: pid 1 is a minimal init (the launcher's own
+    /// child, no extra binary) that runs the command as its child, forwards
+    /// signals to it, reaps orphans, and exits with the command's status.
+    pub init: bool,
 }
 
 /// A started container init.
@@ -180,7 +184,7 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
         console: terminal,
     };
     let ops = rootfs::plan(spec, &rootfs, &ctx)?;
-    let plan = process::child_plan(
+    let mut plan = process::child_plan(
         process,
         &stdio,
         PlanExtras {
@@ -190,6 +194,7 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
             console: true,
         },
     )?;
+    plan.init = opts.init;
     let command = process::command_name(process);
 
     let cgroup = match &opts.cgroup {

@@ -554,6 +554,7 @@ impl Engine {
                 inside_userns,
                 stdio,
                 cgroup: cgroup.clone(),
+                init: record.host_config.init == Some(true),
             };
             Ok(berth_launch::spawn(&spec, &rootfs, &opts)?)
         });

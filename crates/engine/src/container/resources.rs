@@ -51,6 +51,8 @@ pub struct ResourceOptions {
     pub cap_drop: Vec<String>,
     /// `--privileged`.
     pub privileged: bool,
+    /// `--init`.
+    pub init: bool,
     /// `--stop-signal`.
     pub stop_signal: Option<String>,
     /// `--stop-timeout`, seconds.
@@ -277,6 +279,7 @@ pub(crate) fn host_config(r: &ResourceOptions) -> CResult<HostConfig> {
     hc.cap_add = (!add.is_empty()).then_some(add);
     hc.cap_drop = (!drop.is_empty()).then_some(drop);
     hc.privileged = r.privileged;
+    hc.init = r.init.then_some(true);
     Ok(hc)
 }
 

@@ -84,6 +84,9 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--privileged`.
     pub privileged: bool,
+    /// `--init` (Docker's `*bool`: null unless given).
+    #[serde(default)]
+    pub init: Option<bool>,
     /// `-v` flags with a source (binds and named volumes).
     #[serde(default)]
     pub binds: Option<Vec<String>>,
