@@ -160,6 +160,22 @@ fn demo() -> Result<()> {
         "-c",
         "echo hello from a berth container: pid $$, host $(hostname); id",
     ])?;
+    // A detached container: its monitor keeps it, the CLI comes back.
+    berth(&[
+        "run",
+        "-d",
+        "--name",
+        "demo",
+        "busybox:demo",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done",
+    ])?;
+    berth(&["ps"])?;
+    berth(&["exec", "demo", "ps", "-o", "pid,comm"])?;
+    berth(&["stop", "demo"])?;
+    berth(&["logs", "demo"])?;
     berth(&["ps", "-a"])?;
+    berth(&["rm", "demo"])?;
     Ok(())
 }
