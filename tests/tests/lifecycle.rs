@@ -606,3 +606,44 @@ fn init_runs_the_command_as_its_child_and_forwards_signals() {
         assert_eq!(out, "0\n", "{l}");
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_a_foreground_run_like_a_pipeline() {
+    for b in roots() {
+        let l = label(&b);
+        // `berth run ... | head -1`: once the reader is gone the container
+        // gets EPIPE/SIGPIPE (its command is not pid 1 under --init).
+        let mut child = b
+            .cmd(&[
+                "run",
+                "--rm",
+                "--init",
+                "busybox",
+                "sh",
+                "-c",
+                "while :; do echo y; done",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "y\n", "{l}");
+        drop(out);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{l}: the run did not end when its reader left");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(141), "{l}: 128 + SIGPIPE");
+    }
+}

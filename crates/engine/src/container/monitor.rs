@@ -126,7 +126,10 @@ struct Hub {
 }
 
 impl Hub {
-    fn output(&self, stream: Stream, chunk: &[u8]) {
+    /// Hands a chunk to every sink. False when the caller's own stdout or
+    /// stderr is a pipe whose reader left: the stream should end there, as
+    /// in a shell pipeline (`berth run IMG yes | head -1` ends).
+    fn output(&self, stream: Stream, chunk: &[u8]) -> bool {
         if self.local {
             let res = match stream {
                 Stream::Stdout => {
@@ -136,13 +139,16 @@ impl Hub {
                 Stream::Stderr => std::io::stderr().lock().write_all(chunk),
             };
             if let Err(e) = res {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return false;
+                }
                 log::debug!("writing container output: {e}");
             }
         }
         self.log.lock().expect("log lock").write(stream, chunk);
         let mut clients = self.clients.lock().expect("clients lock");
         if clients.is_empty() {
-            return;
+            return true;
         }
         let mut frame = Vec::with_capacity(8 + chunk.len());
         frame.extend_from_slice(&[stream.frame_id(), 0, 0, 0]);
@@ -150,6 +156,7 @@ impl Hub {
         frame.extend_from_slice(chunk);
         // A client that cannot keep up (or left) is dropped.
         clients.retain_mut(|c| c.write_all(&frame).is_ok());
+        true
     }
 
     fn input(&self, bytes: &[u8]) -> bool {
@@ -173,7 +180,12 @@ fn pump(src: File, stream: Stream, hub: Arc<Hub>) -> std::thread::JoinHandle<()>
         loop {
             match src.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => hub.output(stream, &buf[..n]),
+                Ok(n) => {
+                    if !hub.output(stream, &buf[..n]) {
+                        // Closing the read end gives the writer EPIPE.
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // EIO: the pty's last slave fd closed.
                 Err(_) => break,
