@@ -40,18 +40,29 @@ impl UnionFs {
     /// Makes sure directory `path` (and its ancestors) exist in the upper
     /// layer, copying their attributes from the topmost lower copy.
     pub(crate) fn ensure_upper_dir(&self, path: &[u8]) -> SysResult<()> {
+        self.upper_dir(path).map(drop)
+    }
+
+    /// [`ensure_upper_dir`](Self::ensure_upper_dir), returning the upper
+    /// directory's stat (a create needs its mode and group anyway).
+    pub(crate) fn upper_dir(&self, path: &[u8]) -> SysResult<libc::stat> {
         let up = self.layers.upper_fd()?;
-        if path == b"." || sys::fstatat(up, path).is_ok_and(|st| is_dir(&st)) {
-            return Ok(());
+        if let Ok(st) = sys::fstatat(up, path) {
+            if is_dir(&st) {
+                return Ok(st);
+            }
+        }
+        if path == b"." {
+            return Err(Errno(libc::ENOTDIR));
         }
         let (parent, _) = sys::split(path);
         self.ensure_upper_dir(parent)?;
         let src = (self.layers.first_lower()..self.layers.all.len())
             .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
             .ok_or(Errno(libc::ENOENT))?;
-        self.copy_object(src, path, true)?;
+        let st = self.copy_object(src, path, true)?;
         self.nodes.lock().dir_now_in_upper(path);
-        Ok(())
+        Ok(st)
     }
 
     /// Copies one object from `layer` to the upper layer at the same path.

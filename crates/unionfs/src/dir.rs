@@ -9,6 +9,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use fuser::FileAttr;
 
 use crate::fs::{dtype_mode, Handle, UnionFs};
@@ -89,15 +91,26 @@ impl UnionFs {
         if !n.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let entries = Arc::new(self.list(&n)?);
-        Ok(self.add_handle(Handle::Dir { entries }))
+        Ok(self.add_handle(Handle::Dir {
+            ino,
+            entries: Mutex::new(None),
+        }))
     }
 
+    /// The handle's listing, built on first use and kept for the handle's
+    /// life so offsets stay valid across READDIR calls.
     pub(crate) fn dir_entries(&self, fh: u64) -> SysResult<Arc<Vec<DirEntry>>> {
-        match &*self.handle(fh)? {
-            Handle::Dir { entries } => Ok(entries.clone()),
-            Handle::File { .. } => Err(Errno(libc::EBADF)),
+        let h = self.handle(fh)?;
+        let Handle::Dir { ino, entries } = &*h else {
+            return Err(Errno(libc::EBADF));
+        };
+        let mut entries = entries.lock();
+        if let Some(e) = &*entries {
+            return Ok(e.clone());
         }
+        let e = Arc::new(self.list(&self.node(*ino)?)?);
+        *entries = Some(e.clone());
+        Ok(e)
     }
 
     /// Full attributes of a listed entry for readdirplus; registers the node.

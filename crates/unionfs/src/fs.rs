@@ -25,7 +25,12 @@ pub(crate) enum Handle {
         _backing: Option<Arc<BackingId>>,
     },
     Dir {
-        entries: Arc<Vec<crate::dir::DirEntry>>,
+        /// The directory's node id.
+        ino: u64,
+        /// The merged listing, built at the first READDIR: with the
+        /// kernel's directory cache kept, a reopened directory is listed
+        /// from the cache and the handle never needs one.
+        entries: Mutex<Option<Arc<Vec<crate::dir::DirEntry>>>>,
     },
 }
 
