@@ -29,10 +29,15 @@
 //!   multithreaded session with one /dev/fuse clone per thread, and FUSE
 //!   passthrough for file I/O where the kernel grants it.
 //!
+//! The same operations can be called without a mount ([`UnionFs::lookup`],
+//! [`UnionFs::list_dir`], [`UnionFs::copy_up_node`]), for tools and for the
+//! micro-benchmarks of the hot paths.
+//!
 //! Assumption, as for overlayfs: nothing else changes the layers while mounted.
 
 mod copyup;
 mod dir;
+mod direct;
 mod dispatch;
 mod file;
 mod fs;
@@ -47,6 +52,7 @@ mod sys;
 mod whiteout;
 mod xattr;
 
+pub use direct::{ListedEntry, ROOT_INO};
 pub use fs::UnionFs;
 pub use idmap::IdMap;
 pub use layers::LayerError;
