@@ -189,10 +189,15 @@ impl UnionFs {
         self.gid_map.to_disk(gid).ok_or(Errno(libc::EINVAL))
     }
 
+    /// Whether objects we create are already owned by (`uid`, `gid`).
+    pub(crate) fn owns(&self, uid: u32, gid: u32) -> bool {
+        uid == self.euid && gid == self.egid
+    }
+
     /// Sets the owner of a freshly created upper object, skipping the call
     /// when we already are that owner.
     pub(crate) fn own(&self, dirfd: i32, path: &[u8], uid: u32, gid: u32) -> SysResult<()> {
-        if uid == self.euid && gid == self.egid {
+        if self.owns(uid, gid) {
             return Ok(());
         }
         match sys::lchown(dirfd, path, uid, gid) {
