@@ -1,5 +1,8 @@
 //! `cargo xtask bench unionfs`: the same workloads on kernel overlayfs,
-//! fuse-overlayfs (when installed) and berth-unionfs, side by side.
+//! fuse-overlayfs 1.x (C, `apt-get install fuse-overlayfs`), fuse-overlayfs
+//! 2.x (Rust, `cargo install --root /opt/fuse-overlayfs2 fuse-overlayfs`, or
+//! FUSE_OVERLAYFS2_BIN) and berth-unionfs, side by side. A fuse-overlayfs
+//! that is not installed is an n/a column with the reason below the table.
 //!
 //! Lower layers are generated once per workload and shared (they are never
 //! written); every run gets a fresh upper/work dir and a fresh mount. "Cold"
@@ -17,24 +20,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::measure::{fmt_time, median, timed, Table};
 
+mod impls;
+use impls::{Impl, Kind};
+
 const ROOT: &str = "/var/tmp/berth-bench-unionfs";
-
-#[derive(Clone, Copy, PartialEq)]
-enum Impl {
-    Kernel,
-    FuseOverlayfs,
-    Berth,
-}
-
-impl Impl {
-    fn name(self) -> &'static str {
-        match self {
-            Impl::Kernel => "kernel",
-            Impl::FuseOverlayfs => "fuse-overlayfs",
-            Impl::Berth => "berth-unionfs",
-        }
-    }
-}
 
 /// Sizes; quick mode scales everything down so a run takes about a minute.
 struct Scale {
@@ -47,6 +36,7 @@ struct Scale {
     untar_files: usize,
     rm_files: usize,
     chmod_files: usize,
+    mix_files: usize,
     reps: usize,
 }
 
@@ -106,7 +96,7 @@ fn berth_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/release/berth-unionfs"))
 }
 
-fn mount(imp: Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
+fn mount(imp: &Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
     let (upper, work, mnt) = (run_dir.join("u"), run_dir.join("w"), run_dir.join("m"));
     for d in [&upper, &work, &mnt] {
         fs::create_dir_all(d)?;
@@ -121,8 +111,8 @@ fn mount(imp: Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
         upper.display(),
         work.display()
     );
-    let daemon = match imp {
-        Impl::Kernel => {
+    let daemon = match &imp.bin {
+        None => {
             let st = Command::new("mount")
                 .args(["-t", "overlay", "overlay", "-o"])
                 .arg(format!("{opts},redirect_dir=off,index=off,metacopy=off"))
@@ -133,13 +123,8 @@ fn mount(imp: Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
             }
             None
         }
-        Impl::FuseOverlayfs | Impl::Berth => {
-            let prog = if imp == Impl::Berth {
-                berth_bin()
-            } else {
-                PathBuf::from("fuse-overlayfs")
-            };
-            let child = Command::new(&prog)
+        Some(prog) => {
+            let child = Command::new(prog)
                 .args(["-f", "-o", &opts])
                 .arg(&mnt)
                 .stdout(Stdio::null())
@@ -240,7 +225,11 @@ fn measure(
     rss: &mut [Option<u64>],
 ) -> Row {
     let mut cells = Vec::new();
-    for (i, &imp) in impls.iter().enumerate() {
+    for (i, imp) in impls.iter().enumerate() {
+        if !imp.present() {
+            cells.push(None);
+            continue;
+        }
         let mut samples = Vec::new();
         for r in 0..scale.reps {
             // Run dirs are only removed at the very end: ext4 makes inode
@@ -249,7 +238,7 @@ fn measure(
             let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
             let dir = Path::new(ROOT)
                 .join("runs")
-                .join(format!("{slug}-{}-{r}", imp.name()));
+                .join(format!("{slug}-{}-{r}", imp.slug));
             let result = mount(imp, lowers, &dir).and_then(|m| {
                 let d = run(&m)?;
                 if let Some(kib) = m.peak_rss_kib() {
@@ -259,11 +248,11 @@ fn measure(
             });
             match result {
                 Ok(d) => samples.push(d.as_secs_f64()),
-                Err(e) => eprintln!("{name} on {}: {e:#}", imp.name()),
+                Err(e) => eprintln!("{name} on {}: {e:#}", imp.label),
             }
         }
         cells.push(median(samples));
-        eprintln!("{name:>28} {:>15}: {:?}", imp.name(), cells.last().unwrap());
+        eprintln!("{name:>28} {:>26}: {:?}", imp.label, cells.last().unwrap());
     }
     (name.to_string(), cells)
 }
@@ -281,6 +270,7 @@ pub fn run(quick: bool) -> Result<()> {
             untar_files: 5_000,
             rm_files: 10_000,
             chmod_files: 5_000,
+            mix_files: 2_000,
             reps: 1,
         }
     } else {
@@ -294,6 +284,7 @@ pub fn run(quick: bool) -> Result<()> {
             untar_files: 20_000,
             rm_files: 10_000,
             chmod_files: 5_000,
+            mix_files: 5_000,
             reps: 3,
         }
     };
@@ -303,17 +294,14 @@ pub fn run(quick: bool) -> Result<()> {
             berth_bin().display()
         );
     }
-    let mut impls = vec![Impl::Kernel];
-    if Command::new("fuse-overlayfs")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        impls.push(Impl::FuseOverlayfs);
-    } else {
-        eprintln!("fuse-overlayfs not installed (apt-get install fuse-overlayfs): column skipped");
+    let impls = impls::detect(&berth_bin());
+    for imp in impls.iter().filter(|i| !i.present()) {
+        eprintln!(
+            "{}: {}; column shown as n/a",
+            imp.label,
+            imp.missing.as_deref().unwrap_or("")
+        );
     }
-    impls.push(Impl::Berth);
     let mut rss = vec![None; impls.len()];
     let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
     let layers = Path::new(ROOT).join("layers");
@@ -543,28 +531,98 @@ pub fn run(quick: bool) -> Result<()> {
         &mut rss,
     ));
 
+    // metadata mix: per lower file a chmod (a copy-up), a rename, a hard
+    // link and the link's removal.
+    let mxl = layers.join("mix");
+    let _ = fs::remove_dir_all(&mxl);
+    let mxfiles = make_files(&mxl, scale.mix_files, 0, 1000)?;
+    rows.push(measure(
+        &impls,
+        &scale,
+        &format!("metadata mix {}k files", scale.mix_files / 1000),
+        std::slice::from_ref(&mxl),
+        &|m| {
+            use std::os::unix::fs::PermissionsExt;
+            let paths = rel(&mxfiles, &mxl, &m.mnt);
+            timed(|| {
+                for p in &paths {
+                    fs::set_permissions(p, fs::Permissions::from_mode(0o640))?;
+                    let moved = p.with_extension("moved");
+                    fs::rename(p, &moved)?;
+                    let link = p.with_extension("link");
+                    fs::hard_link(&moved, &link)?;
+                    fs::remove_file(&link)?;
+                }
+                Ok(())
+            })
+        },
+        &mut rss,
+    ));
+
     print_table(&impls, &rows, &rss);
     let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
     Ok(())
 }
 
 fn print_table(impls: &[Impl], rows: &[Row], rss: &[Option<u64>]) {
-    let mut table = Table::new(std::iter::once("workload").chain(impls.iter().map(|i| i.name())));
+    let berth = impls.iter().position(|i| i.kind == Kind::Berth);
+    let fuse_overlayfs: Vec<usize> = (0..impls.len())
+        .filter(|&i| matches!(impls[i].kind, Kind::FuseOverlayfs1 | Kind::FuseOverlayfs2))
+        .collect();
+    let speedup_header = format!(
+        "berth-unionfs speedup over {}",
+        fuse_overlayfs
+            .iter()
+            .map(|&i| impls[i]
+                .label
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    let mut table = Table::new(
+        std::iter::once("workload".to_string())
+            .chain(impls.iter().map(|i| i.label.clone()))
+            .chain(std::iter::once(speedup_header)),
+    );
     for (name, cells) in rows {
         let kernel = cells[0];
         let cols = cells.iter().enumerate().map(|(i, c)| match (c, kernel) {
+            _ if !impls[i].present() => "n/a".to_string(),
             (None, _) => "failed".to_string(),
             (Some(t), _) if i == 0 => fmt_time(*t),
             (Some(t), Some(k)) if k > 0.0 => format!("{} ({:.2}x)", fmt_time(*t), t / k),
             (Some(t), _) => fmt_time(*t),
         });
-        table.row(std::iter::once(name.clone()).chain(cols));
+        let speedup = fuse_overlayfs
+            .iter()
+            .map(|&f| match (cells[f], berth.and_then(|b| cells[b])) {
+                (Some(t), Some(b)) if b > 0.0 => format!("{:.1}x", t / b),
+                _ => "n/a".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        table.row(
+            std::iter::once(name.clone())
+                .chain(cols)
+                .chain(std::iter::once(speedup)),
+        );
     }
     let rss_cols = rss.iter().enumerate().map(|(i, r)| match r {
         _ if i == 0 => String::new(),
+        _ if !impls[i].present() => "n/a".into(),
         Some(k) => format!("{:.1} MiB", *k as f64 / 1024.0),
         None => "?".into(),
     });
     table.row(std::iter::once("daemon peak RSS".to_string()).chain(rss_cols));
     print!("{}", table.render());
+    for imp in impls.iter().filter(|i| !i.present()) {
+        println!(
+            "\n{}: n/a, {}",
+            imp.label,
+            imp.missing.as_deref().unwrap_or_default()
+        );
+    }
 }

@@ -40,18 +40,29 @@ impl UnionFs {
     /// Makes sure directory `path` (and its ancestors) exist in the upper
     /// layer, copying their attributes from the topmost lower copy.
     pub(crate) fn ensure_upper_dir(&self, path: &[u8]) -> SysResult<()> {
+        self.upper_dir(path).map(drop)
+    }
+
+    /// [`ensure_upper_dir`](Self::ensure_upper_dir), returning the upper
+    /// directory's stat (a create needs its mode and group anyway).
+    pub(crate) fn upper_dir(&self, path: &[u8]) -> SysResult<libc::stat> {
         let up = self.layers.upper_fd()?;
-        if path == b"." || sys::fstatat(up, path).is_ok_and(|st| is_dir(&st)) {
-            return Ok(());
+        if let Ok(st) = sys::fstatat(up, path) {
+            if is_dir(&st) {
+                return Ok(st);
+            }
+        }
+        if path == b"." {
+            return Err(Errno(libc::ENOTDIR));
         }
         let (parent, _) = sys::split(path);
         self.ensure_upper_dir(parent)?;
         let src = (self.layers.first_lower()..self.layers.all.len())
             .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
             .ok_or(Errno(libc::ENOENT))?;
-        self.copy_object(src, path, true)?;
+        let st = self.copy_object(src, path, true)?;
         self.nodes.lock().dir_now_in_upper(path);
-        Ok(())
+        Ok(st)
     }
 
     /// Copies one object from `layer` to the upper layer at the same path.
@@ -65,23 +76,30 @@ impl UnionFs {
         let result = (|| {
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
+                    // Born with its final mode when no chown follows and
+                    // no set-id bit is involved (a chown, or our own write
+                    // as an unprivileged owner, would clear those).
+                    let ours = self.owns(st.st_uid, st.st_gid)
+                        && mode & (libc::S_ISUID | libc::S_ISGID) == 0;
                     let dst = sys::openat(
                         work,
                         &tmp,
                         libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                        0o600,
+                        if ours { mode } else { 0o600 },
                     )?;
                     if !skip_data && st.st_size > 0 {
                         let src = sys::openat(lfd, path, libc::O_RDONLY, 0)?;
                         copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
                     }
-                    self.own(work, &tmp, st.st_uid, st.st_gid)?;
-                    // SAFETY: plain syscall; chmod after chown, which clears setuid.
-                    if unsafe { libc::fchmod(dst.as_raw_fd(), mode) } != 0 {
-                        return Err(Errno::last());
+                    if !ours {
+                        self.own(work, &tmp, st.st_uid, st.st_gid)?;
+                        // SAFETY: plain syscall; chmod after chown, which clears setuid.
+                        if unsafe { libc::fchmod(dst.as_raw_fd(), mode) } != 0 {
+                            return Err(Errno::last());
+                        }
                     }
                     self.copy_xattrs(lfd, path, work, &tmp);
-                    set_times(work, &tmp, &st)?;
+                    set_times_fd(dst.as_raw_fd(), &st)?;
                     // Data must be on disk before the rename publishes it;
                     // an empty copy has no data, and its inode is journaled
                     // together with the rename.
@@ -143,8 +161,8 @@ fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-fn set_times(dirfd: RawFd, path: &[u8], st: &libc::stat) -> SysResult<()> {
-    let t = [
+fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
+    [
         libc::timespec {
             tv_sec: st.st_atime,
             tv_nsec: st.st_atime_nsec,
@@ -153,8 +171,21 @@ fn set_times(dirfd: RawFd, path: &[u8], st: &libc::stat) -> SysResult<()> {
             tv_sec: st.st_mtime,
             tv_nsec: st.st_mtime_nsec,
         },
-    ];
-    sys::utimensat(dirfd, path, &t)
+    ]
+}
+
+fn set_times(dirfd: RawFd, path: &[u8], st: &libc::stat) -> SysResult<()> {
+    sys::utimensat(dirfd, path, &times_of(st))
+}
+
+/// [`set_times`] on an open file: no path walk.
+fn set_times_fd(fd: RawFd, st: &libc::stat) -> SysResult<()> {
+    let t = times_of(st);
+    // SAFETY: an fd we own and two timespecs.
+    if unsafe { libc::futimens(fd, t.as_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// Copies `size` bytes, skipping holes so sparse files stay sparse.

@@ -7,7 +7,10 @@
 //! without searching the stack again.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use fuser::FileAttr;
 
@@ -35,10 +38,12 @@ pub(crate) struct DirEntry {
 impl UnionFs {
     /// Builds the merged listing of directory node `n`.
     pub(crate) fn list(&self, n: &Node) -> SysResult<Vec<DirEntry>> {
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut seen: HashSet<Vec<u8>, BuildHasherDefault<Fnv>> = HashSet::default();
         let mut out = Vec::new();
-        let many = n.dir_layers.len() > 1;
+        let last = n.dir_layers.len().saturating_sub(1);
         for (pos, &l) in n.dir_layers.iter().enumerate() {
+            // Names of the last layer hide nothing below: no need to record.
+            let many = pos < last;
             let fd = self.layers.fd(l);
             let d = match sys::openat(fd, &n.path, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
                 Ok(d) => d,
@@ -55,14 +60,16 @@ impl UnionFs {
                     }
                     continue;
                 }
-                if many && seen.contains(&name) {
+                if pos > 0 && seen.contains(&name) {
                     continue;
                 }
                 let mut kind = dtype_mode(ty);
                 if kind == libc::S_IFCHR || kind == 0 {
                     if let Ok(st) = sys::fstatat(fd, &sys::join(&n.path, &name)) {
                         if whiteout::is_whiteout_stat(&st) {
-                            seen.insert(name);
+                            if many {
+                                seen.insert(name);
+                            }
                             continue;
                         }
                         kind = st.st_mode & libc::S_IFMT;
@@ -79,7 +86,9 @@ impl UnionFs {
                 });
             }
             // A `.wh.X` hides X in lower layers only, never in its own.
-            seen.extend(hidden_here);
+            if many {
+                seen.extend(hidden_here);
+            }
         }
         Ok(out)
     }
@@ -89,15 +98,26 @@ impl UnionFs {
         if !n.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let entries = Arc::new(self.list(&n)?);
-        Ok(self.add_handle(Handle::Dir { entries }))
+        Ok(self.add_handle(Handle::Dir {
+            ino,
+            entries: Mutex::new(None),
+        }))
     }
 
+    /// The handle's listing, built on first use and kept for the handle's
+    /// life so offsets stay valid across READDIR calls.
     pub(crate) fn dir_entries(&self, fh: u64) -> SysResult<Arc<Vec<DirEntry>>> {
-        match &*self.handle(fh)? {
-            Handle::Dir { entries } => Ok(entries.clone()),
-            Handle::File { .. } => Err(Errno(libc::EBADF)),
+        let h = self.handle(fh)?;
+        let Handle::Dir { ino, entries } = &*h else {
+            return Err(Errno(libc::EBADF));
+        };
+        let mut entries = entries.lock();
+        if let Some(e) = &*entries {
+            return Ok(e.clone());
         }
+        let e = Arc::new(self.list(&self.node(*ino)?)?);
+        *entries = Some(e.clone());
+        Ok(e)
     }
 
     /// Full attributes of a listed entry for readdirplus; registers the node.
@@ -209,5 +229,30 @@ impl Node {
             f.st.st_mode & libc::S_IFMT,
             f.dir_layers.clone(),
         )
+    }
+}
+
+/// FNV-1a for the names seen while merging: they are short, a collision
+/// costs time, never correctness, and SipHash is the slower choice per name
+/// in a directory of thousands.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -83,6 +83,10 @@ impl Filesystem for UnionFs {
             InitFlags::FUSE_MAX_PAGES,
             // Direct-I/O fallback opens (see file.rs) must still mmap.
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            // We kill suid/sgid on truncate and write ourselves (see
+            // setattr), and the host's chown does on chown; the kernel then
+            // needs no GETATTR before every chown to work out the new mode.
+            InitFlags::FUSE_HANDLE_KILLPRIV,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -133,7 +137,7 @@ impl Filesystem for UnionFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -149,7 +153,24 @@ impl Filesystem for UnionFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r = self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0));
+        // With FUSE_HANDLE_KILLPRIV the kernel's "drop set-id bits" (after
+        // a write by an unprivileged caller) reaches us as a SETATTR that
+        // changes nothing else (at most ctime).
+        let kill_privs = [mode, uid, gid].iter().all(Option::is_none)
+            && size.is_none()
+            && atime.is_none()
+            && mtime.is_none();
+        let r = self.do_setattr(
+            ino.0,
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            fh.map(|f| f.0),
+            (req.uid() != 0).then_some(kill_privs),
+        );
         match r {
             Ok(a) => reply.attr(&self.ttl, &a),
             Err(err) => reply.error(e(err)),

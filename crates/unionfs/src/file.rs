@@ -104,6 +104,9 @@ impl UnionFs {
             OpenMode::Direct => (FopenFlags::FOPEN_DIRECT_IO, None),
             OpenMode::Passthrough(b) => (FopenFlags::empty(), Some(b.clone())),
         };
+        // FLUSH has nothing to do here (writes reach the host file as they
+        // come, and locks are the kernel's): spare the round trip per close.
+        let flags = flags | FopenFlags::FOPEN_NOFLUSH;
         let fh = self.add_handle(Handle::File {
             fd,
             _backing: backing,

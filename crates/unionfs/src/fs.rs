@@ -25,7 +25,12 @@ pub(crate) enum Handle {
         _backing: Option<Arc<BackingId>>,
     },
     Dir {
-        entries: Arc<Vec<crate::dir::DirEntry>>,
+        /// The directory's node id.
+        ino: u64,
+        /// The merged listing, built at the first READDIR: with the
+        /// kernel's directory cache kept, a reopened directory is listed
+        /// from the cache and the handle never needs one.
+        entries: Mutex<Option<Arc<Vec<crate::dir::DirEntry>>>>,
     },
 }
 
@@ -184,10 +189,15 @@ impl UnionFs {
         self.gid_map.to_disk(gid).ok_or(Errno(libc::EINVAL))
     }
 
+    /// Whether objects we create are already owned by (`uid`, `gid`).
+    pub(crate) fn owns(&self, uid: u32, gid: u32) -> bool {
+        uid == self.euid && gid == self.egid
+    }
+
     /// Sets the owner of a freshly created upper object, skipping the call
     /// when we already are that owner.
     pub(crate) fn own(&self, dirfd: i32, path: &[u8], uid: u32, gid: u32) -> SysResult<()> {
-        if uid == self.euid && gid == self.egid {
+        if self.owns(uid, gid) {
             return Ok(());
         }
         match sys::lchown(dirfd, path, uid, gid) {

@@ -40,6 +40,10 @@ pub(crate) struct Node {
     pub(crate) stale: bool,
     /// Other names of a hard-linked file, to fall back on when `path` goes.
     alt: Vec<Vec<u8>>,
+    /// Created through this mount and given no xattr since: it has no
+    /// `security.capability`, which the kernel asks about before every
+    /// write and chown, so that question needs no syscall.
+    no_caps: bool,
     nlookup: u64,
 }
 
@@ -57,6 +61,7 @@ impl Node {
             dir_layers,
             stale: false,
             alt: Vec::new(),
+            no_caps: false,
             nlookup: 0,
         }
     }
@@ -86,6 +91,7 @@ impl Nodes {
                 dir_layers: root_layers,
                 stale: false,
                 alt: Vec::new(),
+                no_caps: false,
                 nlookup: 1,
             },
         );
@@ -112,6 +118,7 @@ impl Nodes {
             dir_layers: Vec::new(),
             stale: true,
             alt: Vec::new(),
+            no_caps: false,
             nlookup: 0,
         });
         n.nlookup += 1;
@@ -139,6 +146,19 @@ impl Nodes {
                 self.map.remove(&ino);
             }
         }
+    }
+
+    /// Marks `ino` as created by this mount with no xattrs (see `no_caps`),
+    /// or, with `false`, as possibly holding some.
+    pub(crate) fn set_no_caps(&mut self, ino: u64, no_caps: bool) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.no_caps = no_caps;
+        }
+    }
+
+    /// Whether `ino` is known to carry no `security.capability`.
+    pub(crate) fn no_caps(&self, ino: u64) -> bool {
+        self.map.get(&ino).is_some_and(|n| n.no_caps)
     }
 
     pub(crate) fn copied_ino(&self, dev: u64, host_ino: u64) -> Option<u64> {

@@ -27,12 +27,21 @@
 //! * **Speed** comes from the kernel: entry/attr timeouts, kept page and
 //!   directory caches (the layers only change through us), readdirplus, a
 //!   multithreaded session with one /dev/fuse clone per thread, and FUSE
-//!   passthrough for file I/O where the kernel grants it.
+//!   passthrough for file I/O where the kernel grants it. Round trips the
+//!   kernel can skip are skipped: no FLUSH (`FOPEN_NOFLUSH`), no GETATTR
+//!   before chown (`FUSE_HANDLE_KILLPRIV`: we drop set-id bits ourselves),
+//!   and a reopened directory is listed from the kernel's cache without a
+//!   merge in the daemon.
+//!
+//! The same operations can be called without a mount ([`UnionFs::lookup`],
+//! [`UnionFs::list_dir`], [`UnionFs::copy_up_node`]), for tools and for the
+//! micro-benchmarks of the hot paths.
 //!
 //! Assumption, as for overlayfs: nothing else changes the layers while mounted.
 
 mod copyup;
 mod dir;
+mod direct;
 mod dispatch;
 mod file;
 mod fs;
@@ -47,6 +56,7 @@ mod sys;
 mod whiteout;
 mod xattr;
 
+pub use direct::{ListedEntry, ROOT_INO};
 pub use fs::UnionFs;
 pub use idmap::IdMap;
 pub use layers::LayerError;

@@ -43,17 +43,36 @@ impl UnionFs {
         name: &[u8],
         start: usize,
     ) -> SysResult<Option<Found>> {
+        self.search(parent, name, start, None)
+    }
+
+    /// The search behind [`find_from`](Self::find_from). `upper_whiteout`
+    /// is set when the parent's upper directory holds a whiteout for the
+    /// name (a create must then build over it); it is only looked for there,
+    /// since in the last layer of the list a `.wh.` file hides nothing.
+    fn search(
+        &self,
+        parent: &Node,
+        name: &[u8],
+        start: usize,
+        mut upper_whiteout: Option<&mut bool>,
+    ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
             return Err(Errno(libc::ENAMETOOLONG));
         }
         let path = sys::join(&parent.path, name);
         let cpath = sys::cpath(&path)?;
         let mut found: Option<Found> = None;
-        for &l in parent.dir_layers.iter().skip(start) {
+        let last = parent.dir_layers.len().saturating_sub(1);
+        for (pos, &l) in parent.dir_layers.iter().enumerate().skip(start) {
             let fd = self.layers.fd(l);
+            let upper = self.layers.is_upper(l);
             match sys::fstatat_c(fd, &cpath) {
                 Ok(st) => {
                     if whiteout::is_whiteout_stat(&st) {
+                        if let Some(w) = upper_whiteout.as_deref_mut() {
+                            *w |= upper;
+                        }
                         break;
                     }
                     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -91,7 +110,11 @@ impl UnionFs {
                     }
                 }
                 Err(Errno(libc::ENOENT)) | Err(Errno(libc::ENOTDIR)) => {
-                    if sys::exists(fd, &sys::join(&parent.path, &whiteout::wh_name(name))) {
+                    let want = pos < last || (upper && upper_whiteout.is_some());
+                    if want && sys::exists(fd, &sys::join(&parent.path, &whiteout::wh_name(name))) {
+                        if let Some(w) = upper_whiteout.as_deref_mut() {
+                            *w |= upper;
+                        }
                         break;
                     }
                 }
@@ -106,6 +129,22 @@ impl UnionFs {
             return Ok(None);
         }
         self.find_from(parent, name, 0)
+    }
+
+    /// Like [`find`](Self::find), also telling whether the parent's upper
+    /// directory holds a whiteout for the name.
+    pub(crate) fn find_for_create(
+        &self,
+        parent: &Node,
+        name: &[u8],
+    ) -> SysResult<(Option<Found>, bool)> {
+        let mut wh = false;
+        let f = if whiteout::is_meta_name(name) {
+            None
+        } else {
+            self.search(parent, name, 0, Some(&mut wh))?
+        };
+        Ok((f, wh))
     }
 
     /// The st_ino a found object is shown with.
@@ -163,6 +202,8 @@ impl UnionFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         fh: Option<u64>,
+        // Some(bare kill request) when the caller may not keep set-id bits.
+        unprivileged: Option<bool>,
     ) -> SysResult<FileAttr> {
         self.writable()?;
         let n = self.copy_up(ino, size == Some(0))?;
@@ -187,6 +228,9 @@ impl UnionFs {
         if let Some(sz) = size {
             self.truncate(&n, sz, fh)?;
         }
+        if unprivileged.is_some_and(|bare_kill| bare_kill || size.is_some()) {
+            self.kill_suid(fd, &n.path)?;
+        }
         if atime.is_some() || mtime.is_some() {
             let ts = |t: Option<TimeOrNow>| match t {
                 None => libc::timespec {
@@ -209,6 +253,23 @@ impl UnionFs {
         }
         let st = sys::fstatat(fd, &n.path)?;
         Ok(self.attr(ino, &st))
+    }
+
+    /// Clears set-user-ID (and group-executable set-group-ID) after a
+    /// truncate or write by an unprivileged caller, as the kernel does for
+    /// local files: with FUSE_HANDLE_KILLPRIV the kernel leaves that to us
+    /// (chown needs nothing: the host's chown clears them itself).
+    fn kill_suid(&self, fd: i32, path: &[u8]) -> SysResult<()> {
+        let st = sys::fstatat(fd, path)?;
+        let mode = st.st_mode & 0o7777;
+        let mut keep = mode & !libc::S_ISUID;
+        if mode & libc::S_IXGRP != 0 {
+            keep &= !libc::S_ISGID;
+        }
+        if keep != mode && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            sys::chmodat(fd, path, keep)?;
+        }
+        Ok(())
     }
 
     fn truncate(&self, n: &Node, size: u64, fh: Option<u64>) -> SysResult<()> {

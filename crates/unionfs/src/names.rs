@@ -40,27 +40,27 @@ impl UnionFs {
         if !p.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        if self.find(&p, name)?.is_some() {
+        let (found, had_wh) = self.find_for_create(&p, name)?;
+        if found.is_some() {
             return Err(Errno(libc::EEXIST));
         }
         if crate::whiteout::is_meta_name(name) {
             // `.wh.*` names are overlay metadata in the layer format.
             return Err(Errno(libc::EINVAL));
         }
-        self.ensure_upper_dir(&p.path)?;
-        let p = self.node(parent)?;
+        // A parent copied up just now has no whiteouts yet; one already in
+        // the upper layer was searched for whiteouts by the lookup above.
+        let pst = self.upper_dir(&p.path)?;
         let up = self.layers.upper_fd()?;
         let path = sys::join(&p.path, name);
         let (du, mut dg) = self.disk_ids(uid, gid)?;
         let mut mode = mode & 0o7777;
-        let pst = sys::fstatat(up, &p.path)?;
         if pst.st_mode & libc::S_ISGID != 0 {
             dg = pst.st_gid;
             if matches!(what, New::Dir) {
                 mode |= libc::S_ISGID;
             }
         }
-        let had_wh = self.layers.upper_has_whiteout(&path);
         let (dirfd, target) = if had_wh {
             let work = self.layers.work_fd().ok_or(Errno(libc::EROFS))?;
             (work, self.layers.tmp_name())
@@ -85,9 +85,10 @@ impl UnionFs {
         } else {
             Vec::new()
         };
-        self.nodes
-            .lock()
-            .remember(ino, path, 0, st.st_mode & libc::S_IFMT, dir_layers);
+        let mut nodes = self.nodes.lock();
+        nodes.remember(ino, path, 0, st.st_mode & libc::S_IFMT, dir_layers);
+        nodes.set_no_caps(ino, true);
+        drop(nodes);
         Ok((attr, fd))
     }
 

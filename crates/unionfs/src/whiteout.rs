@@ -46,16 +46,6 @@ pub(crate) fn is_opaque(dirfd: RawFd, path: &[u8]) -> bool {
     sys::exists(dirfd, &sys::join(path, OPAQUE_MARKER))
 }
 
-/// Whether a whiteout for `name` sits in directory `dir` of this layer
-/// (either style).
-pub(crate) fn has_whiteout(dirfd: RawFd, dir: &[u8], name: &[u8]) -> bool {
-    let p = sys::join(dir, name);
-    match sys::fstatat(dirfd, &p) {
-        Ok(st) => is_whiteout_stat(&st),
-        Err(_) => sys::exists(dirfd, &sys::join(dir, &wh_name(name))),
-    }
-}
-
 impl Layers {
     /// Marks upper directory `path` opaque.
     pub(crate) fn set_opaque(&self, path: &[u8]) -> SysResult<()> {
@@ -151,15 +141,6 @@ impl Layers {
             Err(e) => return Err(e),
         }
         Ok(had)
-    }
-
-    /// Whether the upper layer holds a whiteout for `path` (either style).
-    pub(crate) fn upper_has_whiteout(&self, path: &[u8]) -> bool {
-        let Ok(up) = self.upper_fd() else {
-            return false;
-        };
-        let (dir, name) = sys::split(path);
-        has_whiteout(up, dir, name)
     }
 }
 

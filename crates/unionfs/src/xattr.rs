@@ -35,6 +35,9 @@ impl UnionFs {
         if is_private_xattr(name) {
             return Err(Errno(libc::ENODATA));
         }
+        if name == b"security.capability" && self.nodes.lock().no_caps(ino) {
+            return Err(Errno(libc::ENODATA));
+        }
         let n = self.node(ino)?;
         fit(
             sys::lgetxattr(self.layers.fd(n.layer), &n.path, name)?,
@@ -69,6 +72,7 @@ impl UnionFs {
             return Err(Errno(libc::EPERM));
         }
         let n = self.copy_up(ino, false)?;
+        self.nodes.lock().set_no_caps(ino, false);
         sys::lsetxattr(self.layers.upper_fd()?, &n.path, name, value, flags)
     }
 

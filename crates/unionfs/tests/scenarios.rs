@@ -438,3 +438,48 @@ fn unknown_options_warn_but_mount() {
     }
     let _ = is_whiteout;
 }
+
+#[test]
+fn unprivileged_writes_and_truncates_drop_setid_bits() {
+    // The mount is served by root; the writer is not, and may not keep a
+    // set-id bit on a file it changes (chown is the host's own business).
+    if !common::is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged writer");
+        return;
+    }
+    let f = Fixture::new(1);
+    for name in ["a", "b", "c"] {
+        let p = f.lower(0).join(name);
+        w(&p, "x");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
+    }
+    f.run(
+        Mode::Root,
+        r#"
+        setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo y >> $M/a; truncate -s 0 $M/b"
+        expect "stat -c %a $M/a" 777
+        expect "stat -c %a $M/b" 777
+        expect "stat -c %a $U/a" 777
+        echo y >> $M/c
+        expect "stat -c %a $M/c" 6777
+        "#,
+    );
+}
+
+#[test]
+fn file_capabilities_set_on_a_new_file_are_seen() {
+    // A file created through the mount answers "no capabilities" without
+    // asking the host, until an xattr is set on it.
+    each_mode(
+        1,
+        |_| {},
+        r#"
+        command -v setcap >/dev/null || exit 0
+        echo x > $M/new
+        expect "getfattr -n security.capability $M/new 2>&1 | grep -c 'No such attribute'" 1
+        setcap cap_net_raw+ep $M/new 2>/dev/null || exit 0
+        expect "getcap $M/new | grep -c cap_net_raw" 1
+        "#,
+        |_, _| {},
+    );
+}
