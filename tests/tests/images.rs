@@ -708,3 +708,58 @@ fn progress_only_on_a_terminal() {
     assert!(out.status.success());
     assert!(out.stderr.is_empty(), "no progress on a pipe");
 }
+
+/// The layer's tar is rebuilt from the unpacked files and its tar-split
+/// record: a file changed behind berth's back makes `save` fail loudly, and
+/// no archive is left under the requested name.
+#[test]
+fn save_fails_when_a_stored_file_was_changed() {
+    let b = Berth::new();
+    let tar = RawTar::new()
+        .dir("etc/")
+        .file("etc/motd", b"hello from the layer\n")
+        .pax(&[("path", "etc/a-name-given-by-a-pax-record")])
+        .file("ignored", b"pax named\n")
+        .hardlink("etc/motd-link", "etc/motd")
+        .finish();
+    let mut with_trailer = tar.clone();
+    with_trailer.extend_from_slice(b"trailing bytes");
+    let path = b.dir.path().join("layer.tar");
+    std::fs::write(&path, &with_trailer).unwrap();
+    b.ok(&["import", path.to_str().unwrap(), "tamper:1"]);
+
+    // Untouched, the save holds the imported tarball, byte for byte.
+    let ok = b.dir.path().join("ok.tar");
+    b.ok(&["save", "-o", ok.to_str().unwrap(), "tamper:1"]);
+    let unpacked = b.dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("-xf")
+        .arg(&ok)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let layer = manifest[0]["Layers"][0].as_str().unwrap();
+    assert!(std::fs::read(unpacked.join(layer)).unwrap() == with_trailer);
+
+    // Same length, other bytes: only the diffID check can see it.
+    let motd = std::fs::read_dir(&b.root)
+        .unwrap()
+        .flatten()
+        .filter_map(|driver| std::fs::read_dir(driver.path()).ok())
+        .flat_map(|layers| layers.flatten())
+        .map(|e| e.path().join("diff/etc/motd"))
+        .find(|p| p.exists())
+        .expect("the unpacked layer");
+    std::fs::write(&motd, b"HELLO from the layer\n").unwrap();
+    let out = b.dir.path().join("bad.tar");
+    let err = b.fails(&["save", "-o", out.to_str().unwrap(), "tamper:1"], 1);
+    assert!(err.contains("does not match its diffID"), "{err}");
+    assert!(!out.exists(), "a failed save left {}", out.display());
+    let piped = b.run(&["save", "tamper:1"]);
+    assert_eq!(piped.status.code(), Some(1));
+}

@@ -1,5 +1,6 @@
-//! Through the real tar codec: one pass keeps the raw blob and unpacks it,
-//! and the tar read back is the imported one, byte for byte.
+//! Through the real tar codec: one pass unpacks the layer, records its
+//! tar-split (and keeps compressed input as a blob), and the tar read back
+//! is the imported one, byte for byte.
 
 use std::fs;
 use std::io::Write;
@@ -51,7 +52,7 @@ fn gzipped_layer_keeps_raw_blob_and_reads_back_the_exact_tar() {
     let pending = store.unpack_layer(&gz[..], &options()).unwrap();
     assert_eq!(pending.diff_id, diff_of(&tar));
     assert_eq!(pending.size, tar.len() as u64);
-    assert_eq!(pending.blob, Digest::sha256(&gz));
+    assert_eq!(pending.blob, Some(Digest::sha256(&gz)));
     assert_eq!(pending.compression, Compression::Gzip);
     let chain = store.commit_layer(pending, None).unwrap();
 
@@ -69,23 +70,57 @@ fn gzipped_layer_keeps_raw_blob_and_reads_back_the_exact_tar() {
         .read_to_end(&mut back)
         .unwrap();
     assert_eq!(back, tar);
+
+    // Stored before tar-split (no record): read back from the blob.
+    fs::remove_file(entry_dir(&store, &chain).join("tar-split.zst")).unwrap();
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+fn entry_dir(store: &Store, chain: &ChainId) -> std::path::PathBuf {
+    store
+        .root()
+        .join("image/overlay2/layerdb/sha256")
+        .join(chain.hex())
+}
+
+fn read_back(store: &Store, chain: &ChainId) -> Result<Vec<u8>> {
+    let info = store.layer(chain).unwrap().unwrap();
+    let mut back = Vec::new();
+    store
+        .open_layer_tar(&info)?
+        .read_to_end(&mut back)
+        .map_err(|e| StoreError::Unpack(berth_archive::ArchiveError::Read(e)))?;
+    Ok(back)
 }
 
 #[test]
-fn plain_layer_reads_back_identically() {
+fn plain_layer_is_not_kept_twice_and_reads_back_identically() {
+    let (_dir, store) = new_store();
+    let mut tar = tarball();
+    tar.extend_from_slice(b"trailing bytes after the end blocks");
+    let pending = store.unpack_layer(&tar[..], &options()).unwrap();
+    assert_eq!(pending.blob, None);
+    assert_eq!(pending.blob_size, tar.len() as u64);
+    let chain = store.commit_layer(pending, None).unwrap();
+    assert!(names(&store.root().join("blobs/sha256")).is_empty());
+    assert_eq!(
+        names(&entry_dir(&store, &chain)),
+        ["cache-id", "diff", "size", "tar-split.zst"]
+    );
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn a_changed_file_in_the_layer_makes_reading_it_back_fail() {
     let (_dir, store) = new_store();
     let tar = tarball();
-    let pending = store.unpack_layer(&tar[..], &options()).unwrap();
-    assert_eq!(pending.blob, Digest::sha256(&tar));
-    let chain = store.commit_layer(pending, None).unwrap();
-    let info = store.layer(&chain).unwrap().unwrap();
-    let mut back = Vec::new();
-    store
-        .open_layer_tar(&info)
-        .unwrap()
-        .read_to_end(&mut back)
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
         .unwrap();
-    assert_eq!(back, tar);
+    let info = store.layer(&chain).unwrap().unwrap();
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"other\n").unwrap();
+    let err = read_back(&store, &chain).unwrap_err().to_string();
+    assert!(err.contains("does not match its diffID"), "{err}");
 }
 
 #[test]
@@ -100,7 +135,7 @@ fn truncated_layer_fails_and_leaves_nothing() {
 }
 
 #[test]
-fn layer_without_blob_cannot_be_read_back() {
+fn layer_without_tar_split_or_blob_cannot_be_read_back() {
     let (_dir, store) = new_store();
     let chain = store
         .commit_layer(
@@ -112,7 +147,7 @@ fn layer_without_blob_cannot_be_read_back() {
         .root()
         .join("image/overlay2/layerdb/sha256")
         .join(chain.hex());
-    fs::remove_file(entry.join("blob")).unwrap();
+    fs::remove_file(entry.join("tar-split.zst")).unwrap();
     let info = store.layer(&chain).unwrap().unwrap();
     assert!(matches!(
         store.open_layer_tar(&info),

@@ -193,7 +193,7 @@ fn unpack_keeps_bytes_the_unpacker_did_not_read() {
             fake_apply(&mut &head[..], dest)
         })
         .unwrap();
-    assert_eq!(pending.blob, Digest::sha256(b"header+trailing"));
+    assert_eq!(pending.blob, Some(Digest::sha256(b"header+trailing")));
     assert_eq!(pending.blob_size, 15);
     assert_eq!(pending.size, 6);
 }
