@@ -20,7 +20,7 @@ use berth_digest::{ChainId, DiffId, Digest};
 use crate::blob::{BlobWriter, WrittenBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::fsutil::{self, TempEntry};
-use crate::Store;
+use crate::{unsynced, Store};
 
 /// A layer unpacked into a temp dir, not yet part of the store. Dropping it
 /// removes the unpacked files and the kept blob.
@@ -153,7 +153,8 @@ impl Store {
     /// while the handle lives, so it can still be named by `put_image`.
     pub fn commit_layer(&self, pending: PendingLayer, parent: Option<&ChainId>) -> Result<ChainId> {
         let chain = ChainId::child(parent, &pending.diff_id);
-        if self.layer_dir(&chain).is_dir() {
+        // `layer` drops an entry an earlier boot left incomplete.
+        if self.layer(&chain)?.is_some() {
             let _lock = self.lock()?;
             // Checked again under the lock: a gc may just have removed it.
             if self.layer_dir(&chain).is_dir() {
@@ -180,10 +181,20 @@ impl Store {
         if let Some(parent) = parent {
             field("parent", &parent.to_string())?;
         }
-        // One syncfs makes the unpacked files, the blob and the entry above
-        // durable: far cheaper than an fsync per unpacked file.
-        let root = fs::File::open(&self.root).ctx("opening store root", &self.root)?;
-        rustix::fs::syncfs(&root).ctx("syncing store filesystem", &self.root)?;
+        let synced = match unsynced::boot_id() {
+            // Published unsynced and checked after a reboot: see `unsynced`.
+            Some(boot) => {
+                field(unsynced::UNSYNCED, boot)?;
+                false
+            }
+            None => {
+                // Without a boot ID, one syncfs makes the unpacked files, the
+                // blob and the entry durable: cheaper than an fsync per file.
+                let root = fs::File::open(&self.root).ctx("opening store root", &self.root)?;
+                rustix::fs::syncfs(&root).ctx("syncing store filesystem", &self.root)?;
+                true
+            }
+        };
 
         let _lock = self.lock()?;
         if let Some(parent) = parent {
@@ -203,7 +214,9 @@ impl Store {
         let cache_dir = self.driver_dir().join(&cache_id);
         fs::rename(dir.path(), &cache_dir).ctx("moving layer into place", &cache_dir)?;
         dir.keep();
-        fsutil::fsync_dir(&self.driver_dir())?;
+        if synced {
+            fsutil::fsync_dir(&self.driver_dir())?;
+        }
         // The commit point: the layer exists once its layerdb dir does.
         if !fsutil::rename_noreplace(entry.path(), &dest)? {
             fsutil::remove_any(&cache_dir).ctx("removing duplicate layer", &cache_dir)?;
@@ -211,7 +224,9 @@ impl Store {
             return Ok(chain);
         }
         entry.keep();
-        fsutil::fsync_dir(&self.layerdb_dir())?;
+        if synced {
+            fsutil::fsync_dir(&self.layerdb_dir())?;
+        }
         self.hold(&chain)?;
         Ok(chain)
     }
@@ -219,12 +234,21 @@ impl Store {
     /// The layer with this chainID, if present.
     pub fn layer(&self, chain: &ChainId) -> Result<Option<LayerInfo>> {
         let dir = self.layer_dir(chain);
-        match read_layer(chain, &dir) {
+        let read = match read_layer(chain, &dir) {
             // Readers take no lock: a gc may have removed the entry while we
             // read it, which makes it absent, not corrupt.
-            Err(StoreError::Corrupt { .. }) if !dir.exists() => Ok(None),
+            Err(StoreError::Corrupt { .. }) if !dir.exists() => return Ok(None),
             other => other,
+        };
+        if !unsynced::needs_check(&dir) {
+            return read;
         }
+        // Written unsynced before a reboot: usable only if still complete.
+        let info = read.ok().flatten();
+        Ok(match self.check_unsynced(chain, info.as_ref())? {
+            true => info,
+            false => None,
+        })
     }
 
     /// Every committed layer, sorted by chainID.

@@ -105,7 +105,7 @@ fn plain_layer_is_not_kept_twice_and_reads_back_identically() {
     assert!(names(&store.root().join("blobs/sha256")).is_empty());
     assert_eq!(
         names(&entry_dir(&store, &chain)),
-        ["cache-id", "diff", "size", "tar-split.zst"]
+        ["cache-id", "diff", "size", "tar-split.zst", "unsynced"]
     );
     assert_eq!(read_back(&store, &chain).unwrap(), tar);
 }
@@ -153,4 +153,82 @@ fn layer_without_tar_split_or_blob_cannot_be_read_back() {
         store.open_layer_tar(&info),
         Err(StoreError::NoBlob(_))
     ));
+}
+
+/// Pretends the layer was committed in an earlier boot and never synced.
+fn from_earlier_boot(store: &Store, chain: &ChainId) {
+    fs::write(entry_dir(store, chain).join("unsynced"), "another-boot\n").unwrap();
+}
+
+#[test]
+fn layers_are_published_unsynced_and_marked_with_the_boot() {
+    let (_dir, store) = new_store();
+    let chain = store
+        .commit_layer(
+            store.unpack_layer(&tarball()[..], &options()).unwrap(),
+            None,
+        )
+        .unwrap();
+    let mark = fs::read_to_string(entry_dir(&store, &chain).join("unsynced")).unwrap();
+    assert_eq!(Some(mark.as_str()), crate::unsynced::boot_id());
+    // In the same boot nothing is checked: the page cache is the truth.
+    let info = store.layer(&chain).unwrap().unwrap();
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"BERTH\n").unwrap();
+    assert!(store.layer(&chain).unwrap().is_some());
+}
+
+#[test]
+fn after_a_restart_a_complete_unsynced_layer_is_checked_once_and_kept() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    from_earlier_boot(&store, &chain);
+    assert!(store.layer(&chain).unwrap().is_some());
+    assert!(!entry_dir(&store, &chain).join("unsynced").exists());
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn after_a_restart_an_incomplete_unsynced_layer_is_removed_and_can_be_stored_again() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    let info = store.layer(&chain).unwrap().unwrap();
+    // A power cut lost the file's data: it came back empty.
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"").unwrap();
+    from_earlier_boot(&store, &chain);
+
+    assert_eq!(store.layer(&chain).unwrap(), None);
+    assert!(store.layers().unwrap().is_empty());
+    assert!(!store.layer_diff_dir(&info).exists());
+    assert_eq!(store.check().unwrap(), []);
+
+    let again = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    assert_eq!(again, chain);
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn after_a_restart_an_unsynced_entry_with_lost_fields_is_removed_not_corrupt() {
+    let (_dir, store) = new_store();
+    let chain = store
+        .commit_layer(
+            store.unpack_layer(&tarball()[..], &options()).unwrap(),
+            None,
+        )
+        .unwrap();
+    let entry = entry_dir(&store, &chain);
+    fs::write(entry.join("diff"), b"").unwrap();
+    fs::write(entry.join("unsynced"), b"").unwrap();
+    assert_eq!(store.layer(&chain).unwrap(), None);
+    assert!(!entry.exists());
+    // Its unpacked dir is an orphan now, and gc takes it.
+    assert_eq!(store.gc().unwrap().cache_dirs_removed.len(), 1);
+    assert_eq!(store.check().unwrap(), []);
 }

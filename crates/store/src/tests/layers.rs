@@ -86,7 +86,7 @@ fn layerdb_files_have_docker_names_and_contents() {
         .join(top.hex());
     assert_eq!(
         names(&entry),
-        ["blob", "cache-id", "diff", "parent", "size"]
+        ["blob", "cache-id", "diff", "parent", "size", "unsynced"]
     );
     let read = |name: &str| fs::read_to_string(entry.join(name)).unwrap();
     assert_eq!(read("diff"), diff_of(b"top layer").to_string());
