@@ -292,18 +292,20 @@ impl<'o> Unpacker<'o> {
                 self.dir_meta.push((rel.clone(), meta));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.replace(pfd, &name, &rel).map_err(at)?;
-                let file = rustix::fs::openat(
-                    pfd,
-                    &name,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| at(e.into()))?;
+                let file = self
+                    .create_new(pfd, &name, &rel, || {
+                        rustix::fs::openat(
+                            pfd,
+                            &name,
+                            OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::WRONLY
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o600),
+                        )
+                    })
+                    .map_err(at)?;
                 let mut file = std::fs::File::from(file);
                 if let (Some(split), true) = (&self.split, kind != EntryType::GNUSparse) {
                     // A sparse body is not the file's bytes: it stays in the record.
@@ -335,9 +337,10 @@ impl<'o> Unpacker<'o> {
                         ))
                     })?
                     .into_owned();
-                self.replace(pfd, &name, &rel).map_err(at)?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), pfd, &name)
-                    .map_err(|e| at(e.into()))?;
+                self.create_new(pfd, &name, &rel, || {
+                    rustix::fs::symlinkat(OsStr::from_bytes(&target), pfd, &name)
+                })
+                .map_err(at)?;
                 self.finish_node(pfd, &name, &meta, true).map_err(at)?;
             }
             EntryType::Link => {
@@ -359,20 +362,16 @@ impl<'o> Unpacker<'o> {
                     EntryType::Block => (FileType::BlockDevice, device(entry)),
                     _ => (FileType::Fifo, 0),
                 };
-                self.replace(pfd, &name, &rel).map_err(at)?;
-                match rustix::fs::mknodat(
-                    pfd,
-                    &name,
-                    file_type,
-                    Mode::from_raw_mode(meta.mode),
-                    dev,
-                ) {
+                let made = self.create_new(pfd, &name, &rel, || {
+                    rustix::fs::mknodat(pfd, &name, file_type, Mode::from_raw_mode(meta.mode), dev)
+                });
+                match made {
                     Ok(()) => {}
-                    Err(Errno::PERM) if kind != EntryType::Fifo => {
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && kind != EntryType::Fifo => {
                         log::warn!("skipping device node {}: not permitted here", rel.display());
                         return Ok(());
                     }
-                    Err(e) => return Err(at(e.into())),
+                    Err(e) => return Err(at(e)),
                 }
                 self.finish_node(pfd, &name, &meta, false).map_err(at)?;
             }
@@ -466,11 +465,16 @@ impl<'o> Unpacker<'o> {
                 Some(reason) => unsafe_entry(target, reason),
                 None => link_error(e),
             })?;
-        self.replace(pfd, name, rel)
-            .map_err(|e| ArchiveError::io(rel, e))?;
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-        rustix::fs::linkat(&tdir, tname, pfd, name, AtFlags::empty())
-            .map_err(|e| link_error(e.into()))
+        let link = || rustix::fs::linkat(&tdir, tname, pfd, name, AtFlags::empty());
+        match link() {
+            Err(Errno::EXIST) => {
+                self.replace(pfd, name, rel)
+                    .map_err(|e| ArchiveError::io(rel, e))?;
+                link().map_err(|e| link_error(e.into()))
+            }
+            other => other.map_err(|e| link_error(e.into())),
+        }
     }
 
     /// Owner, mode and times of a node without an fd of its own (symlink, device).
@@ -497,6 +501,25 @@ impl<'o> Unpacker<'o> {
         }
         rustix::fs::utimensat(pfd, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())
+    }
+
+    /// Makes a new non-directory entry with `make`, clearing the way first
+    /// only if something is in it: most names are new, so this spares an
+    /// unlink per entry.
+    fn create_new<T>(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        make: impl Fn() -> rustix::io::Result<T>,
+    ) -> io::Result<T> {
+        match make() {
+            Err(Errno::EXIST) => {
+                self.replace(pfd, name, rel)?;
+                Ok(make()?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Clears the way for a new non-directory entry called `name` (at `rel`).
