@@ -279,7 +279,9 @@ impl Store {
                 let stash = self.driver_dir().join(&layer.cache_id).join(SPLIT_STASH);
                 let tar = berth_archive::reassemble(split, &diff, &stash, &layer.diff_id)
                     .ctx("reading tar-split record", &split_path)?;
-                return Ok(Box::new(tar));
+                // Callers copy in small pieces (tar: 8 KiB); the buffer
+                // makes that one read per file body instead of many.
+                return Ok(Box::new(io::BufReader::with_capacity(1 << 20, tar)));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).ctx("opening tar-split record", &split_path),
