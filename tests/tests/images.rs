@@ -289,7 +289,14 @@ fn multi_layer_archive_loads_with_chain_ids_and_whiteouts() {
 fn bad_input_fails_cleanly_and_changes_nothing() {
     let b = Berth::new();
     import_busybox(&b, "keep:me");
-    let before_images = b.ok(&["images", "--no-trunc"]);
+    // Not the CREATED column: "Less than a second ago" ages while we work.
+    let listing = [
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}",
+    ];
+    let before_images = b.ok(&listing);
     let before = b.snapshot();
 
     let gz_bomb = {
@@ -405,7 +412,7 @@ fn bad_input_fails_cleanly_and_changes_nothing() {
     assert!(err.contains("invalid reference format"), "{err}");
     let err = b.fails(&["load", "-i", "/nonexistent/file.tar"], 1);
     assert!(err.contains("/nonexistent/file.tar"), "{err}");
-    assert_eq!(b.ok(&["images", "--no-trunc"]), before_images);
+    assert_eq!(b.ok(&listing), before_images);
     assert_eq!(b.snapshot(), before);
 }
 
@@ -689,4 +696,150 @@ fn progress_only_on_a_terminal() {
     let out = b.run(&["import", tar.to_str().unwrap(), "big:pipe"]);
     assert!(out.status.success());
     assert!(out.stderr.is_empty(), "no progress on a pipe");
+}
+
+/// The layer's tar is rebuilt from the unpacked files and its tar-split
+/// record: a file changed behind berth's back makes `save` fail loudly, and
+/// no archive is left under the requested name.
+#[test]
+fn save_fails_when_a_stored_file_was_changed() {
+    let b = Berth::new();
+    let tar = RawTar::new()
+        .dir("etc/")
+        .file("etc/motd", b"hello from the layer\n")
+        .pax(&[("path", "etc/a-name-given-by-a-pax-record")])
+        .file("ignored", b"pax named\n")
+        .hardlink("etc/motd-link", "etc/motd")
+        .finish();
+    let mut with_trailer = tar.clone();
+    with_trailer.extend_from_slice(b"trailing bytes");
+    let path = b.dir.path().join("layer.tar");
+    std::fs::write(&path, &with_trailer).unwrap();
+    b.ok(&["import", path.to_str().unwrap(), "tamper:1"]);
+
+    // Untouched, the save holds the imported tarball, byte for byte.
+    let ok = b.dir.path().join("ok.tar");
+    b.ok(&["save", "-o", ok.to_str().unwrap(), "tamper:1"]);
+    let unpacked = b.dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("-xf")
+        .arg(&ok)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let layer = manifest[0]["Layers"][0].as_str().unwrap();
+    assert!(std::fs::read(unpacked.join(layer)).unwrap() == with_trailer);
+
+    // Same length, other bytes: only the diffID check can see it.
+    let motd = std::fs::read_dir(&b.root)
+        .unwrap()
+        .flatten()
+        .filter_map(|driver| std::fs::read_dir(driver.path()).ok())
+        .flat_map(|layers| layers.flatten())
+        .map(|e| e.path().join("diff/etc/motd"))
+        .find(|p| p.exists())
+        .expect("the unpacked layer");
+    std::fs::write(&motd, b"HELLO from the layer\n").unwrap();
+    let out = b.dir.path().join("bad.tar");
+    let err = b.fails(&["save", "-o", out.to_str().unwrap(), "tamper:1"], 1);
+    assert!(err.contains("does not match its diffID"), "{err}");
+    assert!(!out.exists(), "a failed save left {}", out.display());
+    let piped = b.run(&["save", "tamper:1"]);
+    assert_eq!(piped.status.code(), Some(1));
+}
+
+/// A docker-archive of one image over `layers` (bottom first).
+fn archive_of(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let diffs: Vec<String> = layers
+        .iter()
+        .map(|l| format!("\"{}\"", sha256(l)))
+        .collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diffs.join(",")
+    );
+    let config_hex = sha256(config.as_bytes())[7..].to_string();
+    let paths: Vec<String> = (0..layers.len())
+        .map(|i| format!("\"l{i}/layer.tar\""))
+        .collect();
+    let manifest = format!(
+        r#"[{{"Config":"{config_hex}.json","RepoTags":["{tag}"],"Layers":[{}]}}]"#,
+        paths.join(",")
+    );
+    let mut archive = RawTar::new();
+    for (i, layer) in layers.iter().enumerate() {
+        archive = archive.file(&format!("l{i}/layer.tar"), layer);
+    }
+    archive
+        .file(&format!("{config_hex}.json"), config.as_bytes())
+        .file("manifest.json", manifest.as_bytes())
+        .finish()
+}
+
+/// Layers are unpacked in parallel: several layers of several MiB each
+/// (more than the read-ahead of one), saved back byte for byte; a bad layer
+/// among them fails the load and leaves the store as it was.
+#[test]
+fn many_layers_load_in_parallel_and_a_bad_one_changes_nothing() {
+    let b = Berth::new();
+    let big = |seed: u8| -> Vec<u8> {
+        (0..9usize << 20)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 12) as u8)
+            .collect()
+    };
+    let layers: Vec<Vec<u8>> = (1..=4u8)
+        .map(|i| {
+            RawTar::new()
+                .dir("data/")
+                .file(&format!("data/big{i}"), &big(i))
+                .file(&format!("data/small{i}"), b"small")
+                .finish()
+        })
+        .collect();
+    b.ok(&["images"]);
+    let before = b.snapshot();
+    let mut bad = layers.clone();
+    bad[2] = RawTar::new()
+        .file("data/ok", &big(7))
+        .file("../evil", b"x")
+        .finish();
+    let out = b.run_stdin(&["load"], &archive_of("many:bad", &bad));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("evil"), "{err}");
+    assert_eq!(b.snapshot(), before, "a failed load changed the store");
+
+    let out = b.run_stdin(&["load"], &archive_of("many:good", &layers));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.layerdb().len(), 4);
+    let saved = b.dir.path().join("many.tar");
+    b.ok(&["save", "-o", saved.to_str().unwrap(), "many:good"]);
+    let unpacked = b.dir.path().join("many");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("-xf")
+        .arg(&saved)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    for (i, layer) in layers.iter().enumerate() {
+        let path = manifest[0]["Layers"][i].as_str().unwrap();
+        assert!(
+            std::fs::read(unpacked.join(path)).unwrap() == *layer,
+            "layer {i}"
+        );
+    }
 }

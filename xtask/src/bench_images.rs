@@ -32,18 +32,39 @@ pub fn run(quick: bool) -> Result<()> {
     let saved = work.join("saved.tar").to_string_lossy().into_owned();
     let berth_times = measure_round_trip(rounds, &berth_cmd, &tar, &saved)?;
 
-    let docker = docker_available();
-    let docker_times = if docker {
+    // A running daemon is used as it is; otherwise one of our own, on a
+    // data root under the bench dir (same disk as berth's), stopped after.
+    let client = Some(Path::new("/usr/bin/docker"))
+        .filter(|p| p.exists())
+        .unwrap_or(Path::new("docker"));
+    let mut dockerd = None;
+    let mut docker_global: Vec<String> = Vec::new();
+    if !docker_available() && Command::new("dockerd").arg("--version").output().is_ok() {
+        match crate::bench_run::tools::Dockerd::start(&work.join("docker"), client) {
+            Ok(d) => {
+                docker_global = vec!["-H".into(), d.host()];
+                dockerd = Some(d);
+            }
+            Err(e) => eprintln!("bench: could not start dockerd: {e:#}"),
+        }
+    }
+    let docker_times = if docker_available() || dockerd.is_some() {
         let docker_cmd = |args: &[&str]| {
-            let mut c = Command::new("docker");
-            c.args(args);
+            let mut c = Command::new(client);
+            c.args(&docker_global).args(args);
             c
         };
-        Some(measure_round_trip(rounds, &docker_cmd, &tar, &saved)?)
+        let times = measure_round_trip(rounds, &docker_cmd, &tar, &saved);
+        let _ = quiet(docker_cmd(&["rmi", "-f", "bench/rootfs:latest"]));
+        Some(times)
     } else {
         eprintln!("bench: docker daemon not reachable: berth column only");
         None
     };
+    if let Some(d) = dockerd {
+        d.stop();
+    }
+    let docker_times = docker_times.transpose()?;
 
     println!("\nimages: {mb:.0} MB root filesystem, median of {rounds}\n");
     let mut table = Table::new([
@@ -97,15 +118,21 @@ fn measure_round_trip(
     let mut import = Vec::new();
     let mut save = Vec::new();
     let mut load = Vec::new();
+    // Neither engine syncs: without a sync between steps, one step (or
+    // engine) would pay for the writeback of the one before.
+    let settle = || quiet(Command::new("sync"));
     for _ in 0..rounds {
         let _ = quiet(engine(&["rmi", "-f", "bench/rootfs:latest"]));
+        settle()?;
         import.push(timed(|| {
             quiet(engine(&["import", tar, "bench/rootfs:latest"]))
         })?);
+        settle()?;
         save.push(timed(|| {
             quiet(engine(&["save", "-o", saved, "bench/rootfs:latest"]))
         })?);
         quiet(engine(&["rmi", "bench/rootfs:latest"]))?;
+        settle()?;
         load.push(timed(|| quiet(engine(&["load", "-i", saved])))?);
     }
     let m = |v| median(v).expect("rounds > 0");

@@ -8,7 +8,7 @@
 //! work is a cell of n/a with the reason, never an aborted run.
 
 mod report;
-mod tools;
+pub(crate) mod tools;
 
 use std::collections::HashSet;
 use std::process::Stdio;

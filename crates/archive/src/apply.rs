@@ -16,6 +16,7 @@ use tar::EntryType;
 
 use crate::compress::{Compression, Decoder};
 use crate::fsops;
+use crate::split::{Recorder, SharedSplit, SplitOptions, SplitState};
 use crate::whiteout::{parse_whiteout, Whiteout, WHITEOUT_PREFIX};
 use crate::ArchiveError;
 
@@ -80,6 +81,27 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     opts: &ApplyOptions<'_>,
 ) -> Result<AppliedLayer, ArchiveError> {
+    apply(r, dest, opts, None)
+}
+
+/// [`apply_layer`], also recording the tar-split of the stream (see
+/// [`crate::reassemble`]) so the exact stream can be rebuilt later from the
+/// unpacked files.
+pub fn apply_layer_split<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ApplyOptions<'_>,
+    split: &SplitOptions<'_>,
+) -> Result<AppliedLayer, ArchiveError> {
+    apply(r, dest, opts, Some(split))
+}
+
+fn apply<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ApplyOptions<'_>,
+    split_opts: Option<&SplitOptions<'_>>,
+) -> Result<AppliedLayer, ArchiveError> {
     let root = rustix::fs::open(
         dest,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -96,8 +118,13 @@ pub fn apply_layer<R: Read>(
     // The buffer sits under the hasher so the hasher sees exactly what tar
     // consumed: its byte count is then the archive position.
     let hashing = HashingReader::new(BufReader::with_capacity(256 << 10, decoder));
-    let mut archive = tar::Archive::new(hashing);
-    let mut unpacker = Unpacker::new(root, opts);
+    let split = split_opts.map(|s| SplitState::new(s.stash));
+    let recorder = Recorder {
+        inner: hashing,
+        state: split.clone(),
+    };
+    let mut archive = tar::Archive::new(recorder);
+    let mut unpacker = Unpacker::new(root, opts, split.clone());
 
     let mut end_of_entries = 0u64;
     let mut last: Option<PathBuf> = None;
@@ -110,15 +137,21 @@ pub fn apply_layer<R: Read>(
         unpacker.entry(&mut entry, &raw)?;
         last = Some(raw);
     }
-    let mut hashing = archive.into_inner();
+    let mut recorder = archive.into_inner();
     // tar stops quietly at EOF on a block boundary; only a zero block read
     // after the last entry tells a complete archive from a cut one.
-    if hashing.len() < end_of_entries.saturating_add(BLOCK) {
+    if recorder.inner.len() < end_of_entries.saturating_add(BLOCK) {
         return Err(ArchiveError::Truncated { after: last });
     }
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| read_error(e, &last))?;
+    io::copy(&mut recorder, &mut io::sink()).map_err(|e| read_error(e, &last))?;
     unpacker.finish()?;
-    let (digest, size, _) = hashing.finish();
+    let (digest, size, _) = recorder.inner.finish();
+    if let (Some(split), Some(to)) = (split, split_opts) {
+        split
+            .borrow()
+            .write(to.file, size)
+            .map_err(|e| ArchiveError::io(to.file, e))?;
+    }
     Ok(AppliedLayer {
         diff_id: DiffId::new(digest),
         size,
@@ -179,13 +212,16 @@ struct Unpacker<'o> {
     /// directory neither bumps its mtime nor trips over a read-only mode.
     dir_meta: Vec<(PathBuf, Meta)>,
     buf: Vec<u8>,
+    /// The tar-split being recorded, told where file bodies are.
+    split: Option<SharedSplit>,
 }
 
 impl<'o> Unpacker<'o> {
-    fn new(root: OwnedFd, opts: &'o ApplyOptions<'o>) -> Self {
+    fn new(root: OwnedFd, opts: &'o ApplyOptions<'o>, split: Option<SharedSplit>) -> Self {
         Unpacker {
             root,
             opts,
+            split,
             dirs: HashMap::new(),
             written: HashSet::new(),
             dir_meta: Vec::new(),
@@ -242,7 +278,7 @@ impl<'o> Unpacker<'o> {
                     Err(Errno::EXIST) => {
                         if fsops::file_type_at(pfd, &name).map_err(at)? != Some(FileType::Directory)
                         {
-                            self.remove(pfd, &name).map_err(at)?;
+                            self.remove(pfd, &name, &rel).map_err(at)?;
                             rustix::fs::mkdirat(pfd, &name, Mode::from_raw_mode(0o700))
                                 .map_err(|e| at(e.into()))?;
                         }
@@ -256,19 +292,27 @@ impl<'o> Unpacker<'o> {
                 self.dir_meta.push((rel.clone(), meta));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.replace(pfd, &name).map_err(at)?;
-                let file = rustix::fs::openat(
-                    pfd,
-                    &name,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| at(e.into()))?;
+                let file = self
+                    .create_new(pfd, &name, &rel, || {
+                        rustix::fs::openat(
+                            pfd,
+                            &name,
+                            OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::WRONLY
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o600),
+                        )
+                    })
+                    .map_err(at)?;
                 let mut file = std::fs::File::from(file);
+                if let (Some(split), true) = (&self.split, kind != EntryType::GNUSparse) {
+                    // A sparse body is not the file's bytes: it stays in the record.
+                    split
+                        .borrow_mut()
+                        .begin_body(entry.raw_file_position(), entry.size(), &rel);
+                }
                 let written = copy(entry, &mut file, &mut self.buf)
                     .map_err(|e| read_error(e, &Some(rel.clone())))?;
                 if kind != EntryType::GNUSparse && written != entry.size() {
@@ -293,9 +337,10 @@ impl<'o> Unpacker<'o> {
                         ))
                     })?
                     .into_owned();
-                self.replace(pfd, &name).map_err(at)?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), pfd, &name)
-                    .map_err(|e| at(e.into()))?;
+                self.create_new(pfd, &name, &rel, || {
+                    rustix::fs::symlinkat(OsStr::from_bytes(&target), pfd, &name)
+                })
+                .map_err(at)?;
                 self.finish_node(pfd, &name, &meta, true).map_err(at)?;
             }
             EntryType::Link => {
@@ -317,20 +362,16 @@ impl<'o> Unpacker<'o> {
                     EntryType::Block => (FileType::BlockDevice, device(entry)),
                     _ => (FileType::Fifo, 0),
                 };
-                self.replace(pfd, &name).map_err(at)?;
-                match rustix::fs::mknodat(
-                    pfd,
-                    &name,
-                    file_type,
-                    Mode::from_raw_mode(meta.mode),
-                    dev,
-                ) {
+                let made = self.create_new(pfd, &name, &rel, || {
+                    rustix::fs::mknodat(pfd, &name, file_type, Mode::from_raw_mode(meta.mode), dev)
+                });
+                match made {
                     Ok(()) => {}
-                    Err(Errno::PERM) if kind != EntryType::Fifo => {
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && kind != EntryType::Fifo => {
                         log::warn!("skipping device node {}: not permitted here", rel.display());
                         return Ok(());
                     }
-                    Err(e) => return Err(at(e.into())),
+                    Err(e) => return Err(at(e)),
                 }
                 self.finish_node(pfd, &name, &meta, false).map_err(at)?;
             }
@@ -364,6 +405,21 @@ impl<'o> Unpacker<'o> {
                     .map_err(|e| ArchiveError::io(parent, e.into()))?;
             }
             (Whiteout::Opaque, WhiteoutFormat::Delete) => {
+                if let Some(split) = &self.split {
+                    let written = &self.written;
+                    // Bodies under children the marker clears go to the stash.
+                    let kept = |p: &Path| {
+                        let first = p
+                            .strip_prefix(parent)
+                            .ok()
+                            .and_then(|rest| rest.components().next());
+                        first.is_some_and(|c| written.contains(&parent.join(c)))
+                    };
+                    split
+                        .borrow_mut()
+                        .stash_under(self.root.as_fd(), parent, kept)
+                        .map_err(|e| ArchiveError::io(parent, e))?;
+                }
                 let written = &self.written;
                 fsops::clear_dir(pfd, |name| written.contains(&parent.join(name)))
                     .map_err(|e| ArchiveError::io(parent, e))?;
@@ -372,7 +428,7 @@ impl<'o> Unpacker<'o> {
             (Whiteout::Remove(name), format) => {
                 let rel = parent.join(name);
                 let at = |e: io::Error| ArchiveError::io(&rel, e);
-                self.remove(pfd, OsStr::new(name)).map_err(at)?;
+                self.remove(pfd, OsStr::new(name), &rel).map_err(at)?;
                 if matches!(format, WhiteoutFormat::Overlay { .. }) {
                     rustix::fs::mknodat(pfd, name, FileType::CharacterDevice, Mode::empty(), 0)
                         .map_err(|e| at(e.into()))?;
@@ -409,11 +465,16 @@ impl<'o> Unpacker<'o> {
                 Some(reason) => unsafe_entry(target, reason),
                 None => link_error(e),
             })?;
-        self.replace(pfd, name)
-            .map_err(|e| ArchiveError::io(rel, e))?;
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-        rustix::fs::linkat(&tdir, tname, pfd, name, AtFlags::empty())
-            .map_err(|e| link_error(e.into()))
+        let link = || rustix::fs::linkat(&tdir, tname, pfd, name, AtFlags::empty());
+        match link() {
+            Err(Errno::EXIST) => {
+                self.replace(pfd, name, rel)
+                    .map_err(|e| ArchiveError::io(rel, e))?;
+                link().map_err(|e| link_error(e.into()))
+            }
+            other => other.map_err(|e| link_error(e.into())),
+        }
     }
 
     /// Owner, mode and times of a node without an fd of its own (symlink, device).
@@ -442,16 +503,48 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    /// Clears the way for a new non-directory entry called `name`.
-    fn replace(&mut self, pfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    /// Makes a new non-directory entry with `make`, clearing the way first
+    /// only if something is in it: most names are new, so this spares an
+    /// unlink per entry.
+    fn create_new<T>(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        make: impl Fn() -> rustix::io::Result<T>,
+    ) -> io::Result<T> {
+        match make() {
+            Err(Errno::EXIST) => {
+                self.replace(pfd, name, rel)?;
+                Ok(make()?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Clears the way for a new non-directory entry called `name` (at `rel`).
+    fn replace(&mut self, pfd: BorrowedFd<'_>, name: &OsStr, rel: &Path) -> io::Result<()> {
+        self.save_bodies(rel)?;
         match rustix::fs::unlinkat(pfd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(Errno::ISDIR) | Err(Errno::PERM) => self.remove(pfd, name),
+            Err(Errno::ISDIR) | Err(Errno::PERM) => self.remove(pfd, name, rel),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn remove(&mut self, pfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    /// The file bodies this layer unpacked at or under `rel`, which is about
+    /// to go, must stay readable for the tar-split.
+    fn save_bodies(&mut self, rel: &Path) -> io::Result<()> {
+        match &self.split {
+            Some(split) => split
+                .borrow_mut()
+                .stash_under(self.root.as_fd(), rel, |_| false),
+            None => Ok(()),
+        }
+    }
+
+    fn remove(&mut self, pfd: BorrowedFd<'_>, name: &OsStr, rel: &Path) -> io::Result<()> {
+        self.save_bodies(rel)?;
         if fsops::remove_all(pfd, name)? {
             // A cached fd may now point into the removed tree.
             self.dirs.clear();

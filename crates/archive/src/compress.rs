@@ -22,6 +22,18 @@ pub fn decompress<R: Read + Send + 'static>(
     Ok((decoder.compression(), Box::new(decoder)))
 }
 
+/// How a stream starting with `head` (at least 4 bytes unless the stream
+/// is shorter) is compressed.
+pub fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
 type Sniffed<R> = Chain<Cursor<Vec<u8>>, R>;
 
 /// The decompressing reader without boxing, so `apply_layer` needs no `Send + 'static`.

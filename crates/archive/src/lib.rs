@@ -17,14 +17,18 @@
 mod apply;
 mod compress;
 mod fsops;
+mod split;
 mod whiteout;
 mod write;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use apply::{apply_layer, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat};
-pub use compress::{decompress, Compression};
+pub use apply::{
+    apply_layer, apply_layer_split, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat,
+};
+pub use compress::{decompress, sniff, Compression};
+pub use split::{reassemble, Reassembled, SplitOptions};
 pub use whiteout::{parse_whiteout, Whiteout};
 pub use write::{write_layer, write_layer_filtered, write_tree};
 

@@ -96,12 +96,19 @@ impl Engine {
     /// `load`: every image of a docker-archive or OCI-layout tarball, each
     /// layer verified against its config's diffIDs before anything is kept.
     pub fn load<R: Read>(&self, input: R) -> Result<LoadReport> {
-        let mut sink = StoreSink {
-            engine: self,
-            pending: Vec::new(),
-        };
-        let loaded = berth_image::read_image_archive(input, &mut sink)?;
-        let mut pending: Vec<Option<PendingLayer>> = sink.pending.into_iter().map(Some).collect();
+        let (loaded, pending) = std::thread::scope(|scope| -> Result<_> {
+            let mut sink = StoreSink {
+                engine: self,
+                scope,
+                workers: Vec::new(),
+            };
+            let loaded = berth_image::read_image_archive(input, &mut sink);
+            // Every worker is joined, even when reading failed.
+            let pending = sink.finish();
+            let loaded = loaded?;
+            Ok((loaded, pending?))
+        })?;
+        let mut pending: Vec<Option<PendingLayer>> = pending.into_iter().map(Some).collect();
         let diff_of = |h: &LayerHandle, pending: &[Option<PendingLayer>]| {
             pending
                 .get(h.0)
@@ -164,21 +171,171 @@ impl Engine {
     }
 }
 
-/// Unpacks every layer of an archive into the store as it streams past.
-struct StoreSink<'a> {
-    engine: &'a Engine,
-    pending: Vec<PendingLayer>,
+/// Layers unpacked at once while an archive streams past.
+const UNPACK_THREADS: usize = 2;
+/// Chunks of a layer read ahead of its unpacker: a layer whose last
+/// `READ_AHEAD` MiB fit here lets the next layer start unpacking meanwhile.
+const READ_AHEAD: usize = 16;
+const CHUNK: usize = 1 << 20;
+
+type Unpacked = std::result::Result<PendingLayer, berth_store::StoreError>;
+
+enum Worker<'scope> {
+    Running(std::thread::ScopedJoinHandle<'scope, Unpacked>),
+    Done(Unpacked),
+    /// Only while being joined.
+    Joining,
 }
 
-impl LayerSink for StoreSink<'_> {
+impl Worker<'_> {
+    fn join(self) -> Unpacked {
+        match self {
+            Worker::Running(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Worker::Done(r) => r,
+            Worker::Joining => unreachable!("a worker is joined once"),
+        }
+    }
+}
+
+/// Unpacks the layers of an archive into the store as they stream past,
+/// on up to [`UNPACK_THREADS`] threads: each layer's bytes go to its own
+/// unpacker through a bounded channel, so the next layer in the archive can
+/// be read (and unpacked) while the previous one finishes.
+struct StoreSink<'scope, 'env> {
+    engine: &'env Engine,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// By handle.
+    workers: Vec<Worker<'scope>>,
+}
+
+impl<'scope> StoreSink<'scope, '_> {
+    /// Waits until fewer than [`UNPACK_THREADS`] unpackers run.
+    fn wait_for_a_thread(&mut self) {
+        loop {
+            let running: Vec<usize> = (0..self.workers.len())
+                .filter(|&i| matches!(&self.workers[i], Worker::Running(h) if !h.is_finished()))
+                .collect();
+            let Some(&oldest) = running.first() else {
+                return;
+            };
+            if running.len() < UNPACK_THREADS {
+                return;
+            }
+            let worker = std::mem::replace(&mut self.workers[oldest], Worker::Joining);
+            self.workers[oldest] = Worker::Done(worker.join());
+        }
+    }
+
+    /// Every unpacked layer, by handle; the first failure if any failed.
+    fn finish(self) -> Result<Vec<PendingLayer>> {
+        let mut out = Vec::with_capacity(self.workers.len());
+        let mut first_error = None;
+        for worker in self.workers {
+            match worker.join() {
+                Ok(layer) => out.push(layer),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+}
+
+impl LayerSink for StoreSink<'_, '_> {
     fn layer(&mut self, r: &mut dyn Read) -> io::Result<LayerHandle> {
-        let opts = self.engine.apply_options(None);
-        let layer = self
-            .engine
-            .store
-            .unpack_layer(r, &opts)
-            .map_err(io::Error::other)?;
-        self.pending.push(layer);
-        Ok(LayerHandle(self.pending.len() - 1))
+        self.wait_for_a_thread();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD);
+        let engine = self.engine;
+        let handle = self.scope.spawn(move || {
+            let opts = engine.apply_options(None);
+            let input = ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            };
+            engine.store.unpack_layer(input, &opts)
+        });
+        let sent = forward(r, &tx);
+        drop(tx);
+        match sent {
+            Ok(()) => {
+                self.workers.push(Worker::Running(handle));
+                Ok(LayerHandle(self.workers.len() - 1))
+            }
+            // The unpacker stopped reading: its error says why.
+            Err(Forward::Unpacker) => match Worker::Running(handle).join() {
+                Err(e) => Err(io::Error::other(e)),
+                Ok(_) => Err(io::Error::other("layer unpacker stopped early")),
+            },
+            Err(Forward::Read(e)) => {
+                let _ = Worker::Running(handle).join();
+                Err(e)
+            }
+        }
+    }
+}
+
+enum Forward {
+    Read(io::Error),
+    Unpacker,
+}
+
+/// Sends `r` in chunks; a read error is sent too, so the unpacker fails
+/// rather than taking a cut stream for a whole one.
+fn forward(
+    r: &mut dyn Read,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> std::result::Result<(), Forward> {
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut n = 0;
+        while n < CHUNK {
+            match r.read(&mut chunk[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    let text = e.to_string();
+                    let _ = tx.send(Err(io::Error::new(kind, text)));
+                    return Err(Forward::Read(e));
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        chunk.truncate(n);
+        tx.send(Ok(chunk)).map_err(|_| Forward::Unpacker)?;
+    }
+}
+
+/// The unpacker's end of a layer's channel.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.at = 0;
+                }
+                // The sender is gone after the whole layer was sent.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }

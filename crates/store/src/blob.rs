@@ -29,7 +29,6 @@ pub struct BlobWriter {
 pub(crate) struct WrittenBlob {
     pub(crate) entry: TempEntry,
     pub(crate) digest: Digest,
-    pub(crate) len: u64,
 }
 
 impl Store {
@@ -98,11 +97,7 @@ impl BlobWriter {
     /// Flushes (and with `sync`, fsyncs) the temp file.
     pub(crate) fn finish(self, sync: bool) -> Result<WrittenBlob> {
         let BlobWriter {
-            entry,
-            out,
-            hasher,
-            len,
-            ..
+            entry, out, hasher, ..
         } = self;
         let file = out
             .into_inner()
@@ -114,7 +109,6 @@ impl BlobWriter {
         Ok(WrittenBlob {
             entry,
             digest: hasher.finish(),
-            len,
         })
     }
 

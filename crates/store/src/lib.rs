@@ -6,7 +6,8 @@
 //! ```text
 //! image/<driver>/imagedb/content/sha256/<image-id>      config JSON, verbatim
 //! image/<driver>/imagedb/metadata/sha256/<image-id>/    parent, lastUpdated
-//! image/<driver>/layerdb/sha256/<chain-id>/             diff, size, cache-id, parent, blob
+//! image/<driver>/layerdb/sha256/<chain-id>/             diff, size, cache-id, parent, blob,
+//!                                                       tar-split.zst, unsynced
 //! image/<driver>/layerdb/mounts/<container-id>/         mount-id, init-id, parent
 //! image/<driver>/repositories.json                      name -> image ID
 //! blobs/sha256/<hex>                                    raw blobs as received
@@ -14,9 +15,20 @@
 //! tmp/                                                  temp entries (same filesystem)
 //! ```
 //!
-//! Crash safety: every file is written under `tmp/`, synced and renamed into
-//! place; a layer becomes visible only when its layerdb directory is renamed
-//! in, after one `syncfs`. Concurrency: readers take no lock (they only ever
+//! Crash safety: every file is written under `tmp/` and renamed into place;
+//! image configs, metadata and references are synced first. A layer becomes
+//! visible only when its layerdb directory is renamed in, after all its
+//! files are complete; it is not synced (a `syncfs` per layer cost more than
+//! the import on a busy disk) but marked `unsynced` with the boot ID. A
+//! crashed process loses nothing that way. A crash of the machine (power
+//! cut, kernel panic) can lose the layers committed in the last seconds
+//! before it (the kernel's writeback window, ~30 s): after the reboot each
+//! layer marked by an earlier boot is rebuilt from its tar-split and checked
+//! against its diffID on first use, kept if it matches and removed if not,
+//! so a layer under a valid chainID is never incomplete; an image whose
+//! layer was removed that way reports the layer missing until it is
+//! imported, loaded or pulled again. Without a boot ID (no /proc) layers are
+//! synced with one `syncfs` before they are published. Concurrency: readers take no lock (they only ever
 //! see renamed-in entries); mutations of references, imagedb and layerdb and
 //! gc hold an `flock` on `image/<driver>/.lock` for a short critical section.
 //! A layer already present by chainID is never stored twice, and a layer a
@@ -35,6 +47,7 @@ mod layer;
 mod lease;
 mod mounts;
 mod refs;
+mod unsynced;
 
 #[cfg(test)]
 mod tests;

@@ -483,13 +483,13 @@ impl Drop for Session {
 }
 
 /// A dockerd we started, on a data root, exec root and socket of our own.
-struct Dockerd {
+pub(crate) struct Dockerd {
     child: Child,
     dir: PathBuf,
 }
 
 impl Dockerd {
-    fn start(dir: &Path, client: &Path) -> Result<Dockerd> {
+    pub(crate) fn start(dir: &Path, client: &Path) -> Result<Dockerd> {
         std::fs::create_dir_all(dir)?;
         // An empty config file so /etc/docker/daemon.json changes nothing.
         std::fs::write(dir.join("daemon.json"), "{}")?;
@@ -543,13 +543,13 @@ impl Dockerd {
         }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("unix://{}", self.dir.join("docker.sock").display())
     }
 
     /// SIGTERM to exactly our dockerd (it stops its containerd), SIGKILL
     /// after 30 s; then its own children, should any outlive it.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id();
         let children = children_of(pid);
         // SAFETY: kill on the pid of a child we have not reaped yet.

@@ -1,5 +1,6 @@
-//! Through the real tar codec: one pass keeps the raw blob and unpacks it,
-//! and the tar read back is the imported one, byte for byte.
+//! Through the real tar codec: one pass unpacks the layer, records its
+//! tar-split (and keeps compressed input as a blob), and the tar read back
+//! is the imported one, byte for byte.
 
 use std::fs;
 use std::io::Write;
@@ -51,7 +52,7 @@ fn gzipped_layer_keeps_raw_blob_and_reads_back_the_exact_tar() {
     let pending = store.unpack_layer(&gz[..], &options()).unwrap();
     assert_eq!(pending.diff_id, diff_of(&tar));
     assert_eq!(pending.size, tar.len() as u64);
-    assert_eq!(pending.blob, Digest::sha256(&gz));
+    assert_eq!(pending.blob, Some(Digest::sha256(&gz)));
     assert_eq!(pending.compression, Compression::Gzip);
     let chain = store.commit_layer(pending, None).unwrap();
 
@@ -69,23 +70,57 @@ fn gzipped_layer_keeps_raw_blob_and_reads_back_the_exact_tar() {
         .read_to_end(&mut back)
         .unwrap();
     assert_eq!(back, tar);
+
+    // Stored before tar-split (no record): read back from the blob.
+    fs::remove_file(entry_dir(&store, &chain).join("tar-split.zst")).unwrap();
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+fn entry_dir(store: &Store, chain: &ChainId) -> std::path::PathBuf {
+    store
+        .root()
+        .join("image/overlay2/layerdb/sha256")
+        .join(chain.hex())
+}
+
+fn read_back(store: &Store, chain: &ChainId) -> Result<Vec<u8>> {
+    let info = store.layer(chain).unwrap().unwrap();
+    let mut back = Vec::new();
+    store
+        .open_layer_tar(&info)?
+        .read_to_end(&mut back)
+        .map_err(|e| StoreError::Unpack(berth_archive::ArchiveError::Read(e)))?;
+    Ok(back)
 }
 
 #[test]
-fn plain_layer_reads_back_identically() {
+fn plain_layer_is_not_kept_twice_and_reads_back_identically() {
+    let (_dir, store) = new_store();
+    let mut tar = tarball();
+    tar.extend_from_slice(b"trailing bytes after the end blocks");
+    let pending = store.unpack_layer(&tar[..], &options()).unwrap();
+    assert_eq!(pending.blob, None);
+    assert_eq!(pending.blob_size, tar.len() as u64);
+    let chain = store.commit_layer(pending, None).unwrap();
+    assert!(names(&store.root().join("blobs/sha256")).is_empty());
+    assert_eq!(
+        names(&entry_dir(&store, &chain)),
+        ["cache-id", "diff", "size", "tar-split.zst", "unsynced"]
+    );
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn a_changed_file_in_the_layer_makes_reading_it_back_fail() {
     let (_dir, store) = new_store();
     let tar = tarball();
-    let pending = store.unpack_layer(&tar[..], &options()).unwrap();
-    assert_eq!(pending.blob, Digest::sha256(&tar));
-    let chain = store.commit_layer(pending, None).unwrap();
-    let info = store.layer(&chain).unwrap().unwrap();
-    let mut back = Vec::new();
-    store
-        .open_layer_tar(&info)
-        .unwrap()
-        .read_to_end(&mut back)
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
         .unwrap();
-    assert_eq!(back, tar);
+    let info = store.layer(&chain).unwrap().unwrap();
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"other\n").unwrap();
+    let err = read_back(&store, &chain).unwrap_err().to_string();
+    assert!(err.contains("does not match its diffID"), "{err}");
 }
 
 #[test]
@@ -100,7 +135,7 @@ fn truncated_layer_fails_and_leaves_nothing() {
 }
 
 #[test]
-fn layer_without_blob_cannot_be_read_back() {
+fn layer_without_tar_split_or_blob_cannot_be_read_back() {
     let (_dir, store) = new_store();
     let chain = store
         .commit_layer(
@@ -112,10 +147,88 @@ fn layer_without_blob_cannot_be_read_back() {
         .root()
         .join("image/overlay2/layerdb/sha256")
         .join(chain.hex());
-    fs::remove_file(entry.join("blob")).unwrap();
+    fs::remove_file(entry.join("tar-split.zst")).unwrap();
     let info = store.layer(&chain).unwrap().unwrap();
     assert!(matches!(
         store.open_layer_tar(&info),
         Err(StoreError::NoBlob(_))
     ));
+}
+
+/// Pretends the layer was committed in an earlier boot and never synced.
+fn from_earlier_boot(store: &Store, chain: &ChainId) {
+    fs::write(entry_dir(store, chain).join("unsynced"), "another-boot\n").unwrap();
+}
+
+#[test]
+fn layers_are_published_unsynced_and_marked_with_the_boot() {
+    let (_dir, store) = new_store();
+    let chain = store
+        .commit_layer(
+            store.unpack_layer(&tarball()[..], &options()).unwrap(),
+            None,
+        )
+        .unwrap();
+    let mark = fs::read_to_string(entry_dir(&store, &chain).join("unsynced")).unwrap();
+    assert_eq!(Some(mark.as_str()), crate::unsynced::boot_id());
+    // In the same boot nothing is checked: the page cache is the truth.
+    let info = store.layer(&chain).unwrap().unwrap();
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"BERTH\n").unwrap();
+    assert!(store.layer(&chain).unwrap().is_some());
+}
+
+#[test]
+fn after_a_restart_a_complete_unsynced_layer_is_checked_once_and_kept() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    from_earlier_boot(&store, &chain);
+    assert!(store.layer(&chain).unwrap().is_some());
+    assert!(!entry_dir(&store, &chain).join("unsynced").exists());
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn after_a_restart_an_incomplete_unsynced_layer_is_removed_and_can_be_stored_again() {
+    let (_dir, store) = new_store();
+    let tar = tarball();
+    let chain = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    let info = store.layer(&chain).unwrap().unwrap();
+    // A power cut lost the file's data: it came back empty.
+    fs::write(store.layer_diff_dir(&info).join("etc/hostname"), b"").unwrap();
+    from_earlier_boot(&store, &chain);
+
+    assert_eq!(store.layer(&chain).unwrap(), None);
+    assert!(store.layers().unwrap().is_empty());
+    assert!(!store.layer_diff_dir(&info).exists());
+    assert_eq!(store.check().unwrap(), []);
+
+    let again = store
+        .commit_layer(store.unpack_layer(&tar[..], &options()).unwrap(), None)
+        .unwrap();
+    assert_eq!(again, chain);
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
+}
+
+#[test]
+fn after_a_restart_an_unsynced_entry_with_lost_fields_is_removed_not_corrupt() {
+    let (_dir, store) = new_store();
+    let chain = store
+        .commit_layer(
+            store.unpack_layer(&tarball()[..], &options()).unwrap(),
+            None,
+        )
+        .unwrap();
+    let entry = entry_dir(&store, &chain);
+    fs::write(entry.join("diff"), b"").unwrap();
+    fs::write(entry.join("unsynced"), b"").unwrap();
+    assert_eq!(store.layer(&chain).unwrap(), None);
+    assert!(!entry.exists());
+    // Its unpacked dir is an orphan now, and gc takes it.
+    assert_eq!(store.gc().unwrap().cache_dirs_removed.len(), 1);
+    assert_eq!(store.check().unwrap(), []);
 }

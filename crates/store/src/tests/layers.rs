@@ -86,7 +86,7 @@ fn layerdb_files_have_docker_names_and_contents() {
         .join(top.hex());
     assert_eq!(
         names(&entry),
-        ["blob", "cache-id", "diff", "parent", "size"]
+        ["blob", "cache-id", "diff", "parent", "size", "unsynced"]
     );
     let read = |name: &str| fs::read_to_string(entry.join(name)).unwrap();
     assert_eq!(read("diff"), diff_of(b"top layer").to_string());
@@ -193,7 +193,7 @@ fn unpack_keeps_bytes_the_unpacker_did_not_read() {
             fake_apply(&mut &head[..], dest)
         })
         .unwrap();
-    assert_eq!(pending.blob, Digest::sha256(b"header+trailing"));
+    assert_eq!(pending.blob, Some(Digest::sha256(b"header+trailing")));
     assert_eq!(pending.blob_size, 15);
     assert_eq!(pending.size, 6);
 }
