@@ -114,6 +114,14 @@ impl Fixture {
     }
 
     pub fn run_opts(&self, mode: Mode, opts: &str, script: &str) -> String {
+        // A mount point of its own per run: the daemon of the previous run,
+        // lazily unmounted, may still be exiting, and its exit unmounts its
+        // path, which would take this run's mount with it.
+        let mnt = tempfile::Builder::new()
+            .prefix("m")
+            .tempdir_in(self.dir.path())
+            .expect("mount point")
+            .keep();
         if let Mode::UserFusermount(u, g) | Mode::UserNs(u, g) = mode {
             chown_tree(self.dir.path(), u, g);
         }
@@ -155,13 +163,13 @@ impl Fixture {
         cmd.arg("-c").arg(&full);
         cmd.env("BIN", BIN)
             .env("OPTS", opts)
-            .env("M", &self.mnt)
+            .env("M", &mnt)
             .env("U", &self.upper)
             .env("HOME", self.dir.path());
         for (i, l) in self.lowers.iter().enumerate() {
             cmd.env(format!("L{i}"), l);
         }
-        let _guard = UnmountGuard(self.mnt.clone());
+        let _guard = UnmountGuard(mnt.clone());
         let out = cmd.output().expect("running scenario shell");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
