@@ -256,3 +256,29 @@ impl StoreLock {
         Ok(StoreLock { _fd: fd })
     }
 }
+
+/// Asks ext4 to place each new directory under `dir` (layers are unpacked in
+/// `tmp/`) in a block group of its own choosing, as for top-level dirs.
+/// Otherwise a new layer lands beside its parent, in the group a removed
+/// layer just freed, and ext4's inode allocator skips every recently
+/// deleted inode for every file created: measured here, 3-6 s instead of
+/// 0.5 s to import a Debian minbase after one was removed. Best effort:
+/// other filesystems, or no permission, leave things as they were.
+pub(crate) fn spread_subdirs(dir: &Path) {
+    use rustix::fs::IFlags;
+    let set = || -> rustix::io::Result<()> {
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let flags = rustix::fs::ioctl_getflags(&fd)?;
+        if !flags.contains(IFlags::TOPDIR) {
+            rustix::fs::ioctl_setflags(&fd, flags | IFlags::TOPDIR)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = set() {
+        log::debug!("{}: cannot mark as a top directory: {e}", dir.display());
+    }
+}

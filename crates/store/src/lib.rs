@@ -120,6 +120,7 @@ impl Store {
         if let Err(e) = fsutil::clean_temps(&store.tmp_dir()) {
             log::warn!("cleaning temp entries: {e}");
         }
+        fsutil::spread_subdirs(&store.tmp_dir());
         Ok(store)
     }
 

@@ -119,3 +119,17 @@ fn unreadable_temp_dirs_are_still_removed() {
     Store::open(dir.path(), "overlay2").unwrap();
     assert!(!layer.exists());
 }
+
+#[test]
+fn temp_dir_spreads_new_layers_over_the_filesystem_on_ext4() {
+    let (_dir, store) = new_store();
+    let tmp = store.root().join("tmp");
+    let fd = fs::File::open(&tmp).unwrap();
+    let ext4 = rustix::fs::fstatfs(&fd).unwrap().f_type as i64 == 0xEF53;
+    if !ext4 {
+        eprintln!("skipped: the temp dir is not on ext4");
+        return;
+    }
+    let flags = rustix::fs::ioctl_getflags(&fd).unwrap();
+    assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
+}
