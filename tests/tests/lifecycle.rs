@@ -406,12 +406,35 @@ fn run_it_and_exec_it_work_under_a_real_pty() {
     }
 }
 
+/// Starts `berth ARGS` with its stdout on a pipe and reads the first line.
+fn spawn_reading_a_line(
+    b: &Berth,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let mut child = b
+        .cmd(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (child, out, line)
+}
+
 #[test]
 fn foreground_run_forwards_signals_and_logs_its_output() {
     for b in roots() {
         let l = label(&b);
-        let mut child = b
-            .cmd(&[
+        let (mut child, mut out, line) = spawn_reading_a_line(
+            &b,
+            &[
                 "run",
                 "--name",
                 "fg",
@@ -419,14 +442,8 @@ fn foreground_run_forwards_signals_and_logs_its_output() {
                 "sh",
                 "-c",
                 "trap 'echo caught; exit 3' INT; echo ready; while :; do sleep 0.05; done",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+            ],
+        );
         assert_eq!(line, "ready\n", "{l}");
         // SIGINT to berth (as ctrl-c would) reaches the container's init.
         // SAFETY: kill on the pid of a child we started.
@@ -613,8 +630,9 @@ fn a_closed_stdout_ends_a_foreground_run_like_a_pipeline() {
         let l = label(&b);
         // `berth run ... | head -1`: once the reader is gone the container
         // gets EPIPE/SIGPIPE (its command is not pid 1 under --init).
-        let mut child = b
-            .cmd(&[
+        let (mut child, out, line) = spawn_reading_a_line(
+            &b,
+            &[
                 "run",
                 "--rm",
                 "--init",
@@ -622,15 +640,8 @@ fn a_closed_stdout_ends_a_foreground_run_like_a_pipeline() {
                 "sh",
                 "-c",
                 "while :; do echo y; done",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+            ],
+        );
         assert_eq!(line, "y\n", "{l}");
         drop(out);
         let deadline = Instant::now() + Duration::from_secs(20);
