@@ -317,13 +317,15 @@ impl Store {
 }
 
 fn read_layer(chain: &ChainId, dir: &Path) -> Result<Option<LayerInfo>> {
-    let Some(diff) = fsutil::read_optional(&dir.join("diff"))? else {
-        // A layer dir without `diff` is broken; one without a dir is absent.
-        return if dir.exists() {
-            Err(corrupt(&dir.join("diff"), "missing"))
-        } else {
-            Ok(None)
-        };
+    let diff = match fsutil::read_optional(&dir.join("diff"))? {
+        Some(diff) => diff,
+        // No dir: absent.
+        None if !dir.exists() => return Ok(None),
+        // The dir may have been renamed into place, whole, between the two
+        // looks (a concurrent commit): look once more. A dir that still
+        // has no `diff` is broken.
+        None => fsutil::read_optional(&dir.join("diff"))?
+            .ok_or_else(|| corrupt(&dir.join("diff"), "missing"))?,
     };
     let diff_id = parse_field(&dir.join("diff"), &diff)?;
     let size_path = dir.join("size");
