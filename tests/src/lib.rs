@@ -133,6 +133,29 @@ impl Berth {
         c
     }
 
+    /// Starts a foreground `berth run --name NAME ARGS...` in the background
+    /// (output discarded) and waits until `ps` shows it running.
+    pub fn run_in_background(&self, name: &str, args: &[&str]) -> std::process::Child {
+        let mut full = vec!["run", "--name", name];
+        full.extend_from_slice(args);
+        let child = self
+            .cmd(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn berth run");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.ok(&["ps"]).contains(&format!(" {name}")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {name} never showed as running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
     /// Runs berth and returns its output, whatever the exit status.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args)

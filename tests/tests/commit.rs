@@ -647,31 +647,13 @@ fn cp_both_ways_stays_inside_the_container() {
     }
 }
 
-/// Starts `run --name NAME busybox sh -c SCRIPT` in the background and
-/// waits until `ps` shows it running.
-fn run_in_background(b: &Berth, name: &str, script: &str) -> std::process::Child {
-    let child = b
-        .cmd(&["run", "--name", name, "busybox", "sh", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !b.ok(&["ps"]).contains(&format!(" {name}")) {
-        assert!(
-            Instant::now() < deadline,
-            "container never showed as running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
 #[test]
 fn running_containers_copy_commit_and_survive_prune() {
     for b in roots() {
-        let child = run_in_background(&b, "live", "echo live > /live; exec sleep 60");
+        let child = b.run_in_background(
+            "live",
+            &["busybox", "sh", "-c", "echo live > /live; exec sleep 60"],
+        );
         // The script may not have written /live yet: wait for it.
         let deadline = Instant::now() + Duration::from_secs(20);
         while !b.run(&["cp", "live:/live", "-"]).status.success() {

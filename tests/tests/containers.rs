@@ -319,32 +319,11 @@ fn generated_names_are_unique_adjective_surname() {
     }
 }
 
-/// Starts `run --name NAME busybox sleep 30` in the background and waits
-/// until `ps` shows it running.
-fn run_sleeping(b: &Berth, name: &str) -> std::process::Child {
-    let child = b
-        .cmd(&["run", "--name", name, "busybox", "sleep", "30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !b.ok(&["ps"]).contains(&format!(" {name}")) {
-        assert!(
-            Instant::now() < deadline,
-            "container never showed as running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
 #[test]
 fn rm_refuses_a_running_container_unless_forced() {
     for b in roots() {
         let layers = layer_dirs(&b);
-        let child = run_sleeping(&b, "long");
+        let child = b.run_in_background("long", &["busybox", "sleep", "30"]);
         assert!(b.ok(&["ps"]).contains(" Up "), "running shows as Up");
         let err = b.fails(&["rm", "long"], 1);
         assert!(err.contains("cannot remove a running container"), "{err}");
@@ -359,7 +338,7 @@ fn rm_refuses_a_running_container_unless_forced() {
 fn rm_f_cleans_up_after_a_killed_monitor() {
     for b in roots() {
         let layers = layer_dirs(&b);
-        let mut child = run_sleeping(&b, "orphan");
+        let mut child = b.run_in_background("orphan", &["busybox", "sleep", "30"]);
         // The monitor dies without recording anything; its container's
         // init lives on until rm -f kills it.
         child.kill().unwrap();

@@ -10,6 +10,7 @@ mod error;
 mod fetch;
 mod images;
 mod inspect;
+mod lockfile;
 mod system;
 mod transfer;
 mod volumes;

@@ -210,18 +210,7 @@ pub(crate) fn data_dir(root: &Path, name: &str) -> PathBuf {
 /// Holds `volumes/.lock` (an exclusive `flock`) until dropped. Taken after
 /// the containers lock when both are needed, never before it.
 pub(crate) fn lock(root: &Path) -> VResult<fs::File> {
-    let dir = volumes_dir(root);
-    fs::create_dir_all(&dir).map_err(|e| VolumeError::io("creating volumes dir", e))?;
-    let path = dir.join(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| VolumeError::io(format!("opening {}", path.display()), e))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| VolumeError::io(format!("locking {}", path.display()), e.into()))?;
-    Ok(file)
+    crate::lockfile::lock_dir(&volumes_dir(root)).map_err(|(what, e)| VolumeError::io(what, e))
 }
 
 fn random_name() -> String {

@@ -194,18 +194,8 @@ pub(crate) fn containers_dir(root: &Path) -> PathBuf {
 /// Holds `containers/.lock` (an exclusive `flock`) while a container is
 /// created, so two `create --name web` at once cannot both take the name.
 pub(crate) fn lock(root: &Path) -> CResult<fs::File> {
-    let dir = containers_dir(root);
-    fs::create_dir_all(&dir).map_err(|e| ContainerError::io("creating containers dir", e))?;
-    let path = dir.join(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| ContainerError::io(format!("opening {}", path.display()), e))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| ContainerError::io(format!("locking {}", path.display()), e.into()))?;
-    Ok(file)
+    crate::lockfile::lock_dir(&containers_dir(root))
+        .map_err(|(what, e)| ContainerError::io(what, e))
 }
 
 /// Writes `bytes` to `path` through a temp file and a rename, so readers
