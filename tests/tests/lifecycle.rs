@@ -535,12 +535,29 @@ fn pause_unpause_and_stats() {
         assert_eq!(count(), frozen, "{l}: nothing runs while paused");
         let err = b.fails(&["pause", "pz"], 1);
         assert!(err.contains("is already paused"), "{l}: {err}");
+        // exec would join the frozen cgroup and hang: refused, as Docker does.
+        let err = b.fails(&["exec", "pz", "true"], 1);
+        assert!(
+            err.contains("is paused, unpause the container before exec"),
+            "{l}: {err}"
+        );
 
         b.ok(&["unpause", "pz"]);
         assert_eq!(status(&b, "pz"), "running 0", "{l}");
         eventually("the counter to move again", || count() > frozen);
         let err = b.fails(&["unpause", "pz"], 1);
         assert!(err.contains("is not paused"), "{l}: {err}");
+
+        // An exec'd process is in the container's cgroup: its limits, top
+        // and stats cover it.
+        b.ok(&["exec", "-d", "pz", "sleep", "30"]);
+        let top = b.ok(&["top", "pz"]);
+        assert!(top.contains("sleep 30"), "{l}: {top}");
+        assert_eq!(
+            b.ok(&["exec", "pz", "cat", "/proc/self/cgroup"]),
+            b.ok(&["exec", "pz", "cat", "/proc/1/cgroup"]),
+            "{l}"
+        );
 
         let stats = b.ok(&["stats", "--no-stream", "pz"]);
         let mut lines = stats.lines();

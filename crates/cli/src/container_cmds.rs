@@ -226,11 +226,13 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8> {
             }
         };
     }
+    log::debug!("run: created {}", &id[..12]);
     let result = engine.run_attached(&id, a.interactive);
     if a.rm {
         if let Err(e) = engine.remove_container_and_volumes(&id, true) {
             eprintln!("berth: removing container {}: {e}", &id[..12]);
         }
+        log::debug!("run: removed {}", &id[..12]);
     }
     match result {
         Ok(code) => Ok(code.clamp(0, 255) as u8),

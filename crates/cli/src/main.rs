@@ -164,10 +164,16 @@ fn main() -> ExitCode {
         }
     };
     let level = if cli.debug { "debug" } else { &cli.log_level };
-    env_logger::Builder::new()
-        .parse_filters(level)
-        .format_timestamp(None)
-        .init();
+    let mut logger = env_logger::Builder::new();
+    logger.parse_filters(level);
+    // With --debug, microseconds show where a command spends its time.
+    if level.contains("debug") || level.contains("trace") {
+        logger.format_timestamp_micros();
+    } else {
+        logger.format_timestamp(None);
+    }
+    logger.init();
+    log::debug!("berth {}", env!("CARGO_PKG_VERSION"));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

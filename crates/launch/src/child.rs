@@ -50,6 +50,8 @@ pub(crate) struct ChildPlan {
     pub exec: ExecTarget,
     /// Stay as pid 1 and run the command as a child (`--init`).
     pub init: bool,
+    /// cgroup files to write `0` to, first thing (see `cgroups::Joining`).
+    pub cgroup_join: Vec<RawFd>,
 }
 
 /// A terminal made inside the container once its root is in place: the
@@ -336,6 +338,13 @@ pub(crate) fn run(plan: &ChildPlan, err_fd: RawFd) -> ! {
     // SAFETY (whole function): raw syscalls on values prepared before the
     // fork; errors are reported through `fail`.
     unsafe {
+        for fd in &plan.cgroup_join {
+            check(
+                libc::write(*fd, b"0".as_ptr().cast(), 1) as libc::c_int,
+                err_fd,
+                c"joining the container's cgroup",
+            );
+        }
         if plan.new_cgroupns {
             check(
                 libc::unshare(libc::CLONE_NEWCGROUP),

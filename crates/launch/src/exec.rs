@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 
 use oci_spec::runtime::Process;
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{self, Cgroup};
 use crate::child::{self, FailKind};
 use crate::error::{Error, Result};
 use crate::fork::{self, ChildGuard, ExitStatus};
@@ -102,7 +102,7 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
         .unwrap_or(false);
     let terminal = process.terminal().unwrap_or(false);
     let mut stdio = PreparedStdio::new(terminal, &opts.stdio)?;
-    let plan = process::child_plan(
+    let mut plan = process::child_plan(
         process,
         &stdio,
         PlanExtras {
@@ -112,6 +112,8 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
             console: false,
         },
     )?;
+    let joining = cgroups::Joining::prepare(opts.cgroup)?;
+    plan.cgroup_join = joining.child_fds();
     let command = process::command_name(process);
     let ns_raw: Vec<(i32, libc::c_int, &[u8])> = namespaces
         .iter()
@@ -170,9 +172,7 @@ pub fn exec(pid: i32, process: &Process, opts: &ExecOptions) -> Result<ExecChild
     }
     let child_pid = i32::from_le_bytes(buf);
     let mut guard = ChildGuard(Some(child_pid));
-    if let Some(cg) = opts.cgroup {
-        cg.add_pid(child_pid)?;
-    }
+    joining.finish(opts.cgroup, child_pid)?;
     fork::release_and_check(sync_w, err_r, &mut guard, &command)?;
     let pty_master = stdio.receive_pty_master()?;
     guard.disarm();

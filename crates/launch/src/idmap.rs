@@ -178,20 +178,28 @@ pub(crate) fn write_maps(pid: i32, uids: &[IdRange], gids: &[IdRange]) -> Result
     let self_gid = is_self_map(gids, nix::unistd::getegid().as_raw());
     let mut setgroups_allowed = true;
 
-    if privileged || is_self_map(uids, nix::unistd::geteuid().as_raw()) {
+    // The setuid helpers are the slow part of a rootless start (an exec
+    // each): both run at once.
+    let uid_helper = if privileged || is_self_map(uids, nix::unistd::geteuid().as_raw()) {
         write_proc(pid, "uid_map", &render(uids))?;
+        None
     } else {
-        run_helper("newuidmap", pid, uids)?;
-    }
-    if privileged {
+        Some(Helper::start("newuidmap", pid, uids)?)
+    };
+    let gid_helper = if privileged {
         write_proc(pid, "gid_map", &render(gids))?;
+        None
     } else if self_gid {
         write_proc(pid, "setgroups", "deny")?;
         setgroups_allowed = false;
         write_proc(pid, "gid_map", &render(gids))?;
+        None
     } else {
-        run_helper("newgidmap", pid, gids)?;
-    }
+        Some(Helper::start("newgidmap", pid, gids))
+    };
+    let uid_result = uid_helper.map_or(Ok(()), Helper::finish);
+    gid_helper.map_or(Ok(()), |h| h.and_then(Helper::finish))?;
+    uid_result?;
     Ok(setgroups_allowed)
 }
 
@@ -204,22 +212,42 @@ fn write_proc(pid: i32, file: &str, content: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("write {path}"), e))
 }
 
-fn run_helper(helper: &str, pid: i32, map: &[IdRange]) -> Result<()> {
-    let mut cmd = Command::new(helper);
-    cmd.arg(pid.to_string());
-    for r in map {
-        cmd.args([r.container, r.host, r.size].map(|n| n.to_string()));
+/// A running newuidmap or newgidmap.
+struct Helper {
+    name: &'static str,
+    pid: i32,
+    child: std::process::Child,
+}
+
+impl Helper {
+    fn start(name: &'static str, pid: i32, map: &[IdRange]) -> Result<Helper> {
+        let mut cmd = Command::new(name);
+        cmd.arg(pid.to_string());
+        for r in map {
+            cmd.args([r.container, r.host, r.size].map(|n| n.to_string()));
+        }
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(format!("run {name} (install the uidmap package)"), e))?;
+        Ok(Helper { name, pid, child })
     }
-    let out = cmd
-        .output()
-        .map_err(|e| Error::io(format!("run {helper} (install the uidmap package)"), e))?;
-    if !out.status.success() {
-        return Err(Error::io(
-            format!("{helper} {pid}"),
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        ));
+
+    fn finish(self) -> Result<()> {
+        let Helper { name, pid, child } = self;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io(format!("waiting for {name}"), e))?;
+        if !out.status.success() {
+            return Err(Error::io(
+                format!("{name} {pid}"),
+                std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

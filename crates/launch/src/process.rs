@@ -220,6 +220,7 @@ pub(crate) fn child_plan(
         cwd: rootfs::cstr(cwd)?,
         exec: ExecTarget::new(args, env)?,
         init: false,
+        cgroup_join: Vec::new(),
     })
 }
 

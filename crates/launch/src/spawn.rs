@@ -201,15 +201,17 @@ pub fn spawn(spec: &Spec, rootfs: &Path, opts: &LaunchOptions) -> Result<Contain
         Some(cfg) => cgroups::create_or_warn(cfg, opts.rootless || opts.inside_userns)?,
         None => None,
     };
-    let result = start(
-        flags,
-        &plan,
-        userns,
-        &uids,
-        &gids,
-        cgroup.as_deref(),
-        &command,
-    );
+    let result = cgroups::Joining::prepare(cgroup.as_deref()).and_then(|joining| {
+        plan.cgroup_join = joining.child_fds();
+        start(
+            flags,
+            &plan,
+            userns,
+            (&uids, &gids),
+            (cgroup.as_deref(), joining),
+            &command,
+        )
+    });
     let result = result.and_then(|pid| Ok((pid, stdio.receive_pty_master()?)));
     match result {
         Ok((pid, pty_master)) => Ok(Container {
@@ -232,9 +234,8 @@ fn start(
     flags: libc::c_int,
     plan: &crate::child::ChildPlan,
     userns: bool,
-    uids: &[IdRange],
-    gids: &[IdRange],
-    cgroup: Option<&dyn Cgroup>,
+    (uids, gids): (&[IdRange], &[IdRange]),
+    (cgroup, joining): (Option<&dyn Cgroup>, cgroups::Joining),
     command: &str,
 ) -> Result<i32> {
     let (sync_r, sync_w) = fork::pipe()?;
@@ -259,9 +260,7 @@ fn start(
     if userns {
         idmap::write_maps(pid, uids, gids)?;
     }
-    if let Some(cg) = cgroup {
-        cg.add_pid(pid)?;
-    }
+    joining.finish(cgroup, pid)?;
     fork::release_and_check(sync_w, err_r, &mut guard, command)?;
     guard.disarm();
     Ok(pid)

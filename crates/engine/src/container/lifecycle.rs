@@ -412,6 +412,13 @@ impl Engine {
     /// code, or 0 at once with `detach`.
     pub fn exec_container(&self, query: &str, opts: &ExecOptions) -> CResult<i32> {
         let mut record = self.running_record(query)?;
+        if record.state.paused {
+            // It would join the frozen cgroup and hang.
+            return Err(ContainerError::InvalidArgument(format!(
+                "Container {} is paused, unpause the container before exec",
+                record.id
+            )));
+        }
         let pid = record.state.pid;
         if opts.cmd.is_empty() {
             return Err(ContainerError::InvalidArgument(
@@ -464,9 +471,12 @@ impl Engine {
                 stderr: None,
             }
         };
+        // Like Docker, the process counts against the container's limits,
+        // and pause, stats and top see it.
+        let cgroup = self.cgroup_of(&record).ok();
         let exec_opts = berth_launch::ExecOptions {
             stdio,
-            cgroup: None,
+            cgroup: cgroup.as_deref(),
         };
         let mut child = berth_launch::exec(pid, &process, &exec_opts)?;
         if opts.detach {

@@ -279,6 +279,7 @@ impl Engine {
             ..opts.clone()
         };
         let limits = resources::host_config(&opts.resources)?;
+        log::debug!("create: resolving {}", opts.image);
         let image = self.resolve_image(&opts.image)?;
         let image_config = self.config(&image)?;
         let lowers = self.image_lowers(&image)?;
@@ -388,6 +389,7 @@ impl Engine {
         )?;
         // Recorded before the snapshot's dirs exist: gc removes cache dirs
         // that no record names.
+        log::debug!("create: container files written");
         let mount_id = random_hex();
         self.store.set_mount(&MountInfo {
             container_id: record.id.clone(),
@@ -411,8 +413,10 @@ impl Engine {
         let dir = self.container_dir(id);
         run::unmount_rootfs(&dir.join("rootfs"))?;
         access::remove_leftovers(&dir)?;
+        log::debug!("destroy: unmounted");
         if let Some(m) = self.store.mount(id)? {
             self.snapshotter()?.remove(&m.mount_id)?;
+            log::debug!("destroy: snapshot removed");
             self.store.remove_mount(id)?;
         }
         match fs::remove_dir_all(&dir) {

@@ -481,6 +481,7 @@ impl Engine {
         // container's user namespace, with a mount namespace of its own,
         // before it mounts anything (and before any FUSE thread starts). The
         // rootfs mount is then private to it.
+        log::debug!("monitor: locked");
         let inside_userns = super::rootless::union_driver(self);
         if inside_userns {
             berth_launch::enter_rootless_namespaces()?;
@@ -525,6 +526,7 @@ impl Engine {
             }
         };
 
+        log::debug!("monitor: root filesystem mounted");
         let tty = flag(&record, "Tty");
         let open_stdin = flag(&record, "OpenStdin");
         let foreground = matches!(mode, Mode::Foreground { .. });
@@ -587,6 +589,7 @@ impl Engine {
             }
         };
         let pid = container.pid();
+        log::debug!("monitor: init {pid} started");
         INIT_PID.store(pid, Ordering::SeqCst);
         if foreground {
             for sig in PROXIED {
@@ -655,10 +658,13 @@ impl Engine {
             }
         }
 
+        log::debug!("monitor: running is on record");
         let waited = container.wait();
+        log::debug!("monitor: init exited");
         INIT_PID.store(0, Ordering::SeqCst);
         // OOMKilled, then the cgroup goes.
         resources::after_exit(container.cgroup(), &mut record.state);
+        log::debug!("monitor: cgroup removed");
         // Every process in the pid namespace is gone with the init, so the
         // outputs end (a pty reports EIO once its slave closes).
         for p in pumps {
@@ -677,6 +683,7 @@ impl Engine {
                 .and_then(|()| unmount_rootfs(&rootfs)),
             None => Ok(()),
         };
+        log::debug!("monitor: outputs closed, root filesystem unmounted");
         let code = match &waited {
             Ok(status) => status.code(),
             Err(_) => 125,
@@ -697,6 +704,7 @@ impl Engine {
             record = current;
         }
         state::save(&dir, &record)?;
+        log::debug!("monitor: exit on record");
         // Attached clients see the end of the stream once the exit is on
         // record.
         let _ = rustix::net::shutdown(&listener_fd, rustix::net::Shutdown::Both);

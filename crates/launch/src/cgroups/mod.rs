@@ -125,6 +125,14 @@ pub trait Cgroup: Debug + Send + Sync {
     fn apply(&self, resources: &Resources) -> Result<()>;
     /// Moves a process into the group.
     fn add_pid(&self, pid: i32) -> Result<()>;
+    /// Files a new process writes `0` to, to move itself into the group,
+    /// or none where only [`Cgroup::add_pid`] can. A v1 `tasks` file moves
+    /// just the writing thread, which the kernel does without its global
+    /// threadgroup lock; moving a whole process (`cgroup.procs`) takes that
+    /// lock and waits for an RCU grace period, up to 15 ms on this machine.
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Freezes every process in the group (`pause`); returns once frozen.
     fn freeze(&self) -> Result<()>;
     /// Thaws the group (`unpause`).
@@ -190,6 +198,45 @@ impl Error {
 }
 
 // Small file helpers with error context.
+
+/// How a new process gets into its cgroup: by writing `0` to these open
+/// files itself (see [`Cgroup::self_join_files`]), else by the parent's
+/// [`Cgroup::add_pid`] before it lets the process go.
+pub(crate) struct Joining {
+    files: Vec<std::fs::File>,
+}
+
+impl Joining {
+    pub(crate) fn prepare(cgroup: Option<&dyn Cgroup>) -> Result<Self> {
+        let files = cgroup
+            .map(|cg| cg.self_join_files())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| Error::Cgroup { path, source })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Joining { files })
+    }
+
+    /// The fds the child writes `0` to (close-on-exec, so gone once it runs
+    /// the command).
+    pub(crate) fn child_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.files.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// Called by the parent once the child exists.
+    pub(crate) fn finish(self, cgroup: Option<&dyn Cgroup>, pid: i32) -> Result<()> {
+        match cgroup {
+            Some(cg) if self.files.is_empty() => cg.add_pid(pid),
+            _ => Ok(()),
+        }
+    }
+}
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|source| Error::Cgroup {

@@ -174,6 +174,10 @@ impl Cgroup for CgroupV1 {
         Ok(())
     }
 
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.join("tasks")).collect()
+    }
+
     fn freeze(&self) -> Result<()> {
         let state = self.file("freezer", "freezer.state")?;
         write(&state, "FROZEN")?;
