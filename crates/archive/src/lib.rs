@@ -17,6 +17,7 @@
 mod apply;
 mod compress;
 mod fsops;
+mod owners;
 mod split;
 mod whiteout;
 mod write;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 pub use apply::{
     apply_layer, apply_layer_split, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat,
 };
+pub use owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 pub use compress::{decompress, sniff, Compression};
 pub use split::{reassemble, Reassembled, SplitOptions};
 pub use whiteout::{parse_whiteout, Whiteout};

@@ -17,6 +17,7 @@ fn options() -> ApplyOptions<'static> {
             xattr_prefix: OpaquePrefix::User,
         },
         chown: false,
+        record_owners: false,
         progress: None,
     }
 }
