@@ -205,7 +205,7 @@ impl UnionFs {
         self.layers.clear_whiteout(&path)?;
         sys::linkat(up, &n.path, up, &path)?;
         let st = sys::fstatat(up, &path)?;
-        let attr = self.attr(ino, &st);
+        let attr = self.attr_at(ino, &st, 0, &path);
         self.nodes
             .lock()
             .remember(ino, path, 0, st.st_mode & libc::S_IFMT, Vec::new());
