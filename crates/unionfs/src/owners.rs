@@ -14,7 +14,7 @@
 
 use std::os::fd::RawFd;
 
-use fuser::{FileAttr, FileType};
+use fuser::FileAttr;
 
 use crate::fs::UnionFs;
 use crate::inode::Node;
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!((f.uid, f.gid, f.perm), (1000, 1000, 0o4755));
         assert_eq!(s.fs.do_getattr(f.ino.0).unwrap().uid, 1000);
         let tty = look(&s.fs, crate::inode::ROOT, "tty1");
-        assert_eq!(tty.kind, FileType::CharDevice);
+        assert_eq!(tty.kind, fuser::FileType::CharDevice);
         assert_eq!((tty.gid, tty.perm), (5, 0o620));
         assert_eq!(tty.rdev as u64, libc::makedev(4, 1));
         let plain = look(&s.fs, crate::inode::ROOT, "plain");
