@@ -372,7 +372,10 @@ impl<'o> Unpacker<'o> {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) && kind != EntryType::Fifo => {
                         if !self.opts.record_owners {
-                            log::warn!("skipping device node {}: not permitted here", rel.display());
+                            log::warn!(
+                                "skipping device node {}: not permitted here",
+                                rel.display()
+                            );
                             return Ok(());
                         }
                         let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));

@@ -135,13 +135,18 @@ mod tests {
     fn parses_every_writer_and_refuses_garbage() {
         // fuse-overlayfs 1.x writes no type.
         let old = OverrideStat::parse(b"33:33:755").unwrap();
-        assert_eq!((old.uid, old.gid, old.mode, old.kind), (33, 33, 0o755, None));
+        assert_eq!(
+            (old.uid, old.gid, old.mode, old.kind),
+            (33, 33, 0o755, None)
+        );
         assert_eq!(
             OverrideStat::parse(b"1:2:2775:dir").unwrap().kind,
             Some(OverrideKind::Dir)
         );
         assert_eq!(
-            OverrideStat::parse(b"0:0:0660:block-8-1-extra").unwrap().kind,
+            OverrideStat::parse(b"0:0:0660:block-8-1-extra")
+                .unwrap()
+                .kind,
             Some(OverrideKind::Block { major: 8, minor: 1 })
         );
         for bad in [

@@ -163,7 +163,10 @@ impl<W: Write> Walker<'_, W> {
                 let mut xattrs = self.xattrs(file.as_fd());
                 if let Some(o) = take_override(&mut xattrs) {
                     apply_override(&mut header, &o);
-                    if let Some(OverrideKind::Char { major, minor } | OverrideKind::Block { major, minor }) = o.kind {
+                    if let Some(
+                        OverrideKind::Char { major, minor } | OverrideKind::Block { major, minor },
+                    ) = o.kind
+                    {
                         // A device node stored as an empty file (see `owners`).
                         header.set_entry_type(match o.kind {
                             Some(OverrideKind::Block { .. }) => EntryType::Block,

@@ -36,7 +36,14 @@ fn owned_tar() -> Vec<u8> {
         b.append_data(&mut h, path, data).unwrap();
     };
     add("www/", tar::EntryType::Directory, 33, 33, 0o2750, b"");
-    add("www/f", tar::EntryType::Regular, 1000, 1000, 0o4755, b"#!x\n");
+    add(
+        "www/f",
+        tar::EntryType::Regular,
+        1000,
+        1000,
+        0o4755,
+        b"#!x\n",
+    );
     add("www/l", tar::EntryType::Symlink, 1000, 1000, 0o777, b"");
     add("etc/", tar::EntryType::Directory, 0, 0, 0o755, b"");
     add("etc/shadow", tar::EntryType::Regular, 0, 42, 0o640, b"s");
@@ -59,8 +66,14 @@ fn owners_not_written_are_recorded_and_set_id_bits_kept_off_disk() {
     apply_layer(&owned_tar()[..], dir.path(), &recording(OVERLAY)).unwrap();
     let at = |p: &str| dir.path().join(p);
     assert_eq!(xattr(&at("www"), OVERRIDE_XATTR).unwrap(), "33:33:2750:dir");
-    assert_eq!(xattr(&at("www/f"), OVERRIDE_XATTR).unwrap(), "1000:1000:4755:file");
-    assert_eq!(xattr(&at("etc/shadow"), OVERRIDE_XATTR).unwrap(), "0:42:0640:file");
+    assert_eq!(
+        xattr(&at("www/f"), OVERRIDE_XATTR).unwrap(),
+        "1000:1000:4755:file"
+    );
+    assert_eq!(
+        xattr(&at("etc/shadow"), OVERRIDE_XATTR).unwrap(),
+        "0:42:0640:file"
+    );
     // Root-owned entries need nothing: the user is root inside.
     assert_eq!(xattr(&at("etc"), OVERRIDE_XATTR), None);
     assert_eq!(xattr(&at("etc/passwd"), OVERRIDE_XATTR), None);
@@ -70,7 +83,11 @@ fn owners_not_written_are_recorded_and_set_id_bits_kept_off_disk() {
     assert_eq!(at("www/f").metadata().unwrap().mode() & 0o7777, 0o755);
     assert_eq!(at("www").metadata().unwrap().mode() & 0o7777, 0o750);
     // A symlink cannot carry a user xattr: unpacked all the same.
-    assert!(at("www/l").symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(at("www/l")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -95,11 +112,19 @@ fn a_tarball_cannot_forge_an_override() {
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(0);
-    b.append_pax_extensions([("SCHILY.xattr.user.containers.override_stat", &b"0:0:4755"[..])])
-        .unwrap();
+    b.append_pax_extensions([(
+        "SCHILY.xattr.user.containers.override_stat",
+        &b"0:0:4755"[..],
+    )])
+    .unwrap();
     b.append_data(&mut h, "f", &[][..]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    apply_layer(&b.into_inner().unwrap()[..], dir.path(), &recording(OVERLAY)).unwrap();
+    apply_layer(
+        &b.into_inner().unwrap()[..],
+        dir.path(),
+        &recording(OVERLAY),
+    )
+    .unwrap();
     assert_eq!(xattr(&dir.path().join("f"), OVERRIDE_XATTR), None);
 }
 
@@ -118,8 +143,13 @@ fn writing_a_layer_reads_the_owners_back_and_never_archives_the_xattr() {
         kind: Some(OverrideKind::Char { major: 1, minor: 3 }),
     }
     .format();
-    rustix::fs::setxattr(&dev, OVERRIDE_XATTR, value.as_bytes(), rustix::fs::XattrFlags::empty())
-        .unwrap();
+    rustix::fs::setxattr(
+        &dev,
+        OVERRIDE_XATTR,
+        value.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
 
     let mut out = Vec::new();
     write_layer(dir.path(), &mut out).unwrap();
@@ -138,9 +168,12 @@ fn writing_a_layer_reads_the_owners_back_and_never_archives_the_xattr() {
         let h = e.header();
         let path = e.path().unwrap().display().to_string();
         let kind = h.entry_type();
-        let dev = kind
-            .is_character_special()
-            .then(|| (h.device_major().unwrap().unwrap(), h.device_minor().unwrap().unwrap()));
+        let dev = kind.is_character_special().then(|| {
+            (
+                h.device_major().unwrap().unwrap(),
+                h.device_minor().unwrap().unwrap(),
+            )
+        });
         seen.push((
             path,
             h.uid().unwrap(),
@@ -219,6 +252,12 @@ fn device_nodes_become_described_files_when_not_permitted() {
     assert_eq!(libc::WEXITSTATUS(status), 0, "apply failed in the child");
     let md = root.join("tty1").symlink_metadata().unwrap();
     assert!(md.file_type().is_file() && md.len() == 0);
-    assert_eq!(xattr(&root.join("tty1"), OVERRIDE_XATTR).unwrap(), "0:5:0620:char-4-1");
-    assert_eq!(xattr(&root.join("after"), OVERRIDE_XATTR).unwrap(), "7:0:0644:file");
+    assert_eq!(
+        xattr(&root.join("tty1"), OVERRIDE_XATTR).unwrap(),
+        "0:5:0620:char-4-1"
+    );
+    assert_eq!(
+        xattr(&root.join("after"), OVERRIDE_XATTR).unwrap(),
+        "7:0:0644:file"
+    );
 }

@@ -367,7 +367,10 @@ fn recorded_owners(expect_shown: bool) {
     let layer = tmp.path().join("layer");
     std::fs::create_dir_all(layer.join("home/user")).unwrap();
     write(&layer.join("home/user/f"), "x");
-    for (path, value) in [("home/user", "1000:1000:0751:dir"), ("home/user/f", "1000:1000:4755:file")] {
+    for (path, value) in [
+        ("home/user", "1000:1000:0751:dir"),
+        ("home/user/f", "1000:1000:4755:file"),
+    ] {
         rustix::fs::setxattr(
             layer.join(path),
             "user.containers.override_stat",
@@ -383,7 +386,13 @@ fn recorded_owners(expect_shown: bool) {
     let guard = mount_all(&mounts, &target).unwrap();
     let md = std::fs::metadata(target.join("home/user/f")).unwrap();
     let dir = std::fs::metadata(target.join("home/user")).unwrap();
-    let shown = (md.uid(), md.gid(), md.mode() & 0o7777, dir.uid(), dir.mode() & 0o7777);
+    let shown = (
+        md.uid(),
+        md.gid(),
+        md.mode() & 0o7777,
+        dir.uid(),
+        dir.mode() & 0o7777,
+    );
     guard.unmount().unwrap();
     if expect_shown {
         // `unshare -r` maps root only: 1000 shows as the overflow id.

@@ -323,7 +323,11 @@ mod tests {
         assert!(!o.override_stat);
         let o = Options::parse("lowerdir=/l,xattr_permissions=2").unwrap();
         assert!(o.override_stat);
-        assert!(!Options::parse("lowerdir=/l,xattr_permissions=0").unwrap().override_stat);
+        assert!(
+            !Options::parse("lowerdir=/l,xattr_permissions=0")
+                .unwrap()
+                .override_stat
+        );
         assert!(matches!(
             Options::parse("lowerdir=/l,xattr_permissions=3"),
             Err(OptionError::BadValue("xattr_permissions", _))

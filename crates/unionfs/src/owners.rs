@@ -92,7 +92,11 @@ impl Override {
 
     /// A new override for an object of disk type `ifmt`.
     fn new(uid: u32, gid: u32, mode: u32, ifmt: u32) -> Override {
-        let name: &[u8] = if ifmt == libc::S_IFDIR { b"dir" } else { b"file" };
+        let name: &[u8] = if ifmt == libc::S_IFDIR {
+            b"dir"
+        } else {
+            b"file"
+        };
         let mut raw = [0u8; 32];
         raw[..name.len()].copy_from_slice(name);
         Override {
@@ -297,7 +301,11 @@ mod tests {
 
     #[test]
     fn values_round_trip_in_every_writer_format() {
-        for v in [&b"1000:1000:4755:file"[..], b"33:33:0755:dir", b"0:5:0620:char-4-1"] {
+        for v in [
+            &b"1000:1000:4755:file"[..],
+            b"33:33:0755:dir",
+            b"0:5:0620:char-4-1",
+        ] {
             assert_eq!(Override::parse(v).unwrap().format(), v);
         }
         let old = Override::parse(b"1:2:755").unwrap();
@@ -367,7 +375,8 @@ mod tests {
     }
 
     fn look(fs: &UnionFs, parent: u64, name: &str) -> FileAttr {
-        fs.do_lookup(parent, OsStr::new(name).as_encoded_bytes()).unwrap()
+        fs.do_lookup(parent, OsStr::new(name).as_encoded_bytes())
+            .unwrap()
     }
 
     #[test]
@@ -402,9 +411,18 @@ mod tests {
         let f = look(&s.fs, www.ino.0, "f");
         // chmod: copied up with its record, the record changes, set-id bits
         // stay off the disk.
-        let a = s
-            .fs
-            .do_setattr(f.ino.0, Some(0o4750), None, None, None, None, None, None, None)
+        let a =
+            s.fs.do_setattr(
+                f.ino.0,
+                Some(0o4750),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
             .unwrap();
         assert_eq!((a.uid, a.gid, a.perm), (1000, 1000, 0o4750));
         assert_eq!(get(&s.upper.join("www/f")).unwrap(), "1000:1000:4750:file");
@@ -415,9 +433,18 @@ mod tests {
             0o750
         );
         // chown: the record is authoritative, and loses the set-id bit.
-        let a = s
-            .fs
-            .do_setattr(f.ino.0, None, Some(1234), None, None, None, None, None, None)
+        let a =
+            s.fs.do_setattr(
+                f.ino.0,
+                None,
+                Some(1234),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
             .unwrap();
         assert_eq!((a.uid, a.gid, a.perm), (1234, 1000, 0o750));
         assert_eq!(get(&s.upper.join("www/f")).unwrap(), "1234:1000:0750:file");
@@ -425,9 +452,18 @@ mod tests {
         assert_eq!(get(&s.lower.join("www/f")).unwrap(), "1000:1000:4755:file");
         // An object without a record is chowned on disk, as before.
         let plain = look(&s.fs, crate::inode::ROOT, "plain");
-        let a = s
-            .fs
-            .do_setattr(plain.ino.0, None, Some(7), Some(8), None, None, None, None, None)
+        let a =
+            s.fs.do_setattr(
+                plain.ino.0,
+                None,
+                Some(7),
+                Some(8),
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
             .unwrap();
         assert_eq!((a.uid, a.gid), (7, 8));
         assert_eq!(get(&s.upper.join("plain")), None);

@@ -254,7 +254,14 @@ fn recorded_owners_keep_the_tar_read_back_identical() {
         builder.append_data(&mut header, path, body).unwrap();
     };
     add("srv/", tar::EntryType::Directory, 33, 33, 0o755, b"");
-    add("srv/f", tar::EntryType::Regular, 1000, 1000, 0o4755, b"body\n");
+    add(
+        "srv/f",
+        tar::EntryType::Regular,
+        1000,
+        1000,
+        0o4755,
+        b"body\n",
+    );
     add("srv/root", tar::EntryType::Regular, 0, 0, 0o644, b"r");
     add("dev-null", tar::EntryType::Char, 0, 0, 0o666, b"");
     let tar = builder.into_inner().unwrap();
@@ -270,8 +277,7 @@ fn recorded_owners_keep_the_tar_read_back_identical() {
     let diff = store.layer_diff_dir(&info);
     let recorded = |p: &str| {
         let mut buf = vec![0; 64];
-        let n = rustix::fs::getxattr(diff.join(p), berth_archive::OVERRIDE_XATTR, &mut buf)
-            .ok()?;
+        let n = rustix::fs::getxattr(diff.join(p), berth_archive::OVERRIDE_XATTR, &mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     };
     assert_eq!(recorded("srv").as_deref(), Some("33:33:0755:dir"));
