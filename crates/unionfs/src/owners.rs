@@ -470,6 +470,83 @@ mod tests {
         assert_eq!(s.upper.join("plain").metadata().unwrap().uid(), 7);
     }
 
+    /// An unprivileged server cannot give a file away: with the option the
+    /// new owner is recorded instead of the chown failing; without it the
+    /// chown fails as before.
+    #[test]
+    fn an_owner_the_disk_refuses_is_recorded() {
+        let Some(uid) = std::env::var("BERTH_TEST_UID")
+            .ok()
+            .and_then(|u| u.parse::<u32>().ok())
+        else {
+            eprintln!("skipped: set BERTH_TEST_UID to an unprivileged uid to run this as non-root");
+            return;
+        };
+        // SAFETY: trivial getter.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: switching to the test user needs root");
+            return;
+        }
+        for (option, want) in [(",xattr_permissions=2", 0), ("", 2)] {
+            let s = stack(option);
+            // Everything, the work dir the filesystem made included, is the
+            // user's, as in a rootless mount.
+            let status = std::process::Command::new("chown")
+                .args(["-R", &format!("{uid}:{uid}")])
+                .arg(s._t.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            // SAFETY: fork in a threaded test binary: the child only calls
+            // the filesystem's own code and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                let code = unsafe {
+                    // Dumpable again after the id change, or /proc/self/fd
+                    // (every path we take) stays root's.
+                    if libc::setgid(uid) != 0
+                        || libc::setuid(uid) != 0
+                        || libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0
+                    {
+                        3
+                    } else {
+                        let fs = &s.fs;
+                        let p = look(fs, crate::inode::ROOT, "plain");
+                        match fs.do_setattr(
+                            p.ino.0,
+                            None,
+                            Some(5),
+                            Some(6),
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                        ) {
+                            Ok(a) if (a.uid, a.gid) == (5, 6) => 0,
+                            Ok(_) => 1,
+                            Err(e) => {
+                                if want == 0 {
+                                    100 + e.0
+                                } else {
+                                    2
+                                }
+                            }
+                        }
+                    }
+                };
+                unsafe { libc::_exit(code) };
+            }
+            let mut status = 0;
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert_eq!(libc::WEXITSTATUS(status), want, "option {option:?}");
+            if want == 0 {
+                assert_eq!(get(&s.upper.join("plain")).unwrap(), "5:6:0644:file");
+            }
+        }
+    }
+
     #[test]
     fn copy_up_carries_the_record_even_with_the_option_off() {
         let s = stack("");
