@@ -584,7 +584,7 @@ impl<'o> Unpacker<'o> {
             )
         })?;
         record_override(file.as_fd(), meta, kind)?;
-        let mode = meta.mode & !(libc::S_ISUID | libc::S_ISGID | 0o111);
+        let mode = meta.mode & !(libc::S_ISUID | libc::S_ISGID);
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
         rustix::fs::futimens(&file, &times(meta))?;
         Ok(())

@@ -120,7 +120,7 @@ impl<W: Write> Walker<'_, W> {
             FileType::Directory => {
                 let dir = fsops::open_dir(pfd, Path::new(name)).map_err(at)?;
                 let mut xattrs = self.xattrs(dir.as_fd());
-                if let Some(o) = take_override(&mut xattrs) {
+                if let Some(o) = take_override(&mut xattrs, &st) {
                     apply_override(&mut header, &o);
                 }
                 let opaque = self.layer && is_opaque(dir.as_fd());
@@ -161,7 +161,7 @@ impl<W: Write> Walker<'_, W> {
                 )
                 .map_err(|e| at(e.into()))?;
                 let mut xattrs = self.xattrs(file.as_fd());
-                if let Some(o) = take_override(&mut xattrs) {
+                if let Some(o) = take_override(&mut xattrs, &st) {
                     apply_override(&mut header, &o);
                     if let Some(
                         OverrideKind::Char { major, minor } | OverrideKind::Block { major, minor },
@@ -276,11 +276,22 @@ impl<W: Write> Walker<'_, W> {
 }
 
 /// Removes the owner override from a file's xattrs (it is storage
-/// metadata, never archived) and returns it decoded.
-fn take_override(xattrs: &mut Vec<(String, Vec<u8>)>) -> Option<OverrideStat> {
+/// metadata, never archived) and returns it decoded, if it still holds.
+/// It holds while the disk is as its writers leave it (the store, and
+/// berth-unionfs, which keeps it): owned by us, with its permission bits
+/// minus set-id. A kernel overlay or vfs container that chowns or chmods a
+/// copy changes the disk and not the xattr; then the disk is right.
+fn take_override(
+    xattrs: &mut Vec<(String, Vec<u8>)>,
+    st: &rustix::fs::Stat,
+) -> Option<OverrideStat> {
     let at = xattrs.iter().position(|(name, _)| name == OVERRIDE_XATTR)?;
     let (_, value) = xattrs.remove(at);
-    OverrideStat::parse(&value)
+    let o = OverrideStat::parse(&value)?;
+    let ours = st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_gid == rustix::process::getegid().as_raw();
+    let same_mode = st.st_mode & 0o1777 == o.mode & 0o1777;
+    (ours && same_mode).then_some(o)
 }
 
 /// The owner and mode the override records, in place of the disk's.

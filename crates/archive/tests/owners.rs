@@ -135,7 +135,7 @@ fn writing_a_layer_reads_the_owners_back_and_never_archives_the_xattr() {
     // A device node kept as an empty file, as an unprivileged unpack does.
     let dev = dir.path().join("null");
     std::fs::write(&dev, b"").unwrap();
-    std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o666)).unwrap();
     let value = OverrideStat {
         uid: 0,
         gid: 0,
@@ -196,6 +196,41 @@ fn writing_a_layer_reads_the_owners_back_and_never_archives_the_xattr() {
             want("www/f", 1000, 1000, 0o4755, None),
         ]
     );
+}
+
+/// A kernel overlay or vfs container changes a copy's disk owner or mode
+/// and not its xattr: the disk wins then.
+#[test]
+fn a_stale_override_loses_to_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    apply_layer(&owned_tar()[..], dir.path(), &recording(OVERLAY)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("www/f"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(dir.path().join("etc/shadow"), Some(5), None).unwrap();
+    let mut out = Vec::new();
+    write_layer(dir.path(), &mut out).unwrap();
+    let mut archive = tar::Archive::new(&out[..]);
+    let mut seen = Vec::new();
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        seen.push((
+            e.path().unwrap().display().to_string(),
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mode().unwrap() & 0o7777,
+        ));
+    }
+    assert!(seen.contains(&("www/f".into(), 0, 0, 0o700)), "{seen:?}");
+    assert!(
+        seen.contains(&("etc/shadow".into(), 5, 0, 0o640)),
+        "{seen:?}"
+    );
+    // Untouched: still the recorded owner.
+    assert!(seen.contains(&("www/".into(), 33, 33, 0o2750)), "{seen:?}");
 }
 
 /// As an unprivileged user mknod of a real device gives EPERM: with owners
