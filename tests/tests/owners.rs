@@ -151,3 +151,89 @@ fn chown_and_chmod_inside_a_container_are_kept() {
         );
     }
 }
+
+/// Rootless kernel overlay and vfs cannot show recorded owners: files show
+/// as root's. A set-uid file of another user must then not become a
+/// set-uid file of root. `export` reads the recorded owners (overlay
+/// passes `user.` xattrs through), and a commit keeps them for what the
+/// container did not change, and takes the disk's for what it did.
+#[test]
+fn rootless_overlay_and_vfs_never_turn_a_foreign_set_id_file_into_roots() {
+    if !is_root() {
+        eprintln!("skipped: switching to the test user needs root");
+        return;
+    }
+    for driver in ["overlay", "vfs"] {
+        let Some(b) = Berth::new().with_driver(driver).as_test_user() else {
+            eprintln!("skipped: BERTH_TEST_UID/BERTH_TEST_GID not set");
+            return;
+        };
+        let b = with_owned_image(b);
+        assert_eq!(
+            b.ok(&[
+                "run",
+                "--rm",
+                "owned",
+                "stat",
+                "-c",
+                "%n %u:%g %a",
+                "/f",
+                "/www"
+            ]),
+            "/f 0:0 755\n/www 0:0 755\n",
+            "{driver}"
+        );
+        b.ok(&[
+            "run",
+            "--name",
+            "c1",
+            "owned",
+            "sh",
+            "-c",
+            "chmod 700 /f && touch /www/html/index",
+        ]);
+        let export = b.dir.path().join("export.tar");
+        let out = b.cmd(&["export", "c1"]).output().unwrap();
+        assert!(out.status.success(), "{driver}: export failed");
+        std::fs::write(&export, &out.stdout).unwrap();
+        let listing = Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&export)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let line = |name: &str| {
+            listing
+                .lines()
+                .find(|l| l.ends_with(&format!(" {name}")) || l.ends_with(&format!(" ./{name}")))
+                .unwrap_or_else(|| panic!("{driver}: {name} not exported:\n{listing}"))
+                .to_string()
+        };
+        assert!(
+            line("etc/shadow").contains(" 0/42 "),
+            "{driver}: {}",
+            line("etc/shadow")
+        );
+        assert!(
+            line("www/").contains(" 33/33 "),
+            "{driver}: {}",
+            line("www/")
+        );
+        // Changed by the container: the disk's owner and mode. (vfs exports
+        // from outside the user namespace, so what a container changed shows
+        // host ids there: not checked here.)
+        if driver == "overlay" {
+            assert!(
+                line("f").starts_with("-rwx------ 0/0 "),
+                "{driver}: {}",
+                line("f")
+            );
+        }
+        assert!(
+            line("www/html/index").contains(" 33/33 "),
+            "{driver}: {}",
+            line("www/html/index")
+        );
+        b.ok(&["rm", "c1"]);
+    }
+}
