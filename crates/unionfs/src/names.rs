@@ -52,6 +52,7 @@ impl UnionFs {
         // the upper layer was searched for whiteouts by the lookup above.
         let pst = self.upper_dir(&p.path)?;
         let up = self.layers.upper_fd()?;
+        let pst = self.recorded_stat(up, &p.path, pst);
         let path = sys::join(&p.path, name);
         let (du, mut dg) = self.disk_ids(uid, gid)?;
         let mut mode = mode & 0o7777;

@@ -207,6 +207,19 @@ impl UnionFs {
         }
     }
 
+    /// `st` of an upper object with its recorded owner and mode, for the
+    /// rules that depend on them (a set-group-ID parent directory).
+    pub(crate) fn recorded_stat(&self, up: RawFd, path: &[u8], mut st: libc::stat) -> libc::stat {
+        if self.override_stat && carries(st.st_mode & libc::S_IFMT) {
+            if let Some(o) = read_at(up, path) {
+                st.st_uid = o.uid;
+                st.st_gid = o.gid;
+                st.st_mode = (st.st_mode & libc::S_IFMT) | o.mode;
+            }
+        }
+        st
+    }
+
     /// The owner and mode part of SETATTR, on an object already in the
     /// upper layer (`up`). An object with a recorded owner keeps it
     /// authoritative: its changes go to the xattr. Otherwise the disk is
@@ -545,6 +558,18 @@ mod tests {
                 assert_eq!(get(&s.upper.join("plain")).unwrap(), "5:6:0644:file");
             }
         }
+    }
+
+    /// A directory whose recorded mode is set-group-ID gives new entries
+    /// its recorded group, as on a filesystem that holds it.
+    #[test]
+    fn a_recorded_set_group_id_directory_passes_its_group_on() {
+        let s = stack(",xattr_permissions=2");
+        let www = look(&s.fs, crate::inode::ROOT, "www");
+        let (a, _) =
+            s.fs.create_node(www.ino.0, b"sub", crate::names::New::Dir, 0o755, 0, 0)
+                .unwrap();
+        assert_eq!((a.uid, a.gid, a.perm), (0, 33, 0o2755));
     }
 
     #[test]
