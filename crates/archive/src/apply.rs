@@ -16,6 +16,7 @@ use tar::EntryType;
 
 use crate::compress::{Compression, Decoder};
 use crate::fsops;
+use crate::owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 use crate::split::{Recorder, SharedSplit, SplitOptions, SplitState};
 use crate::whiteout::{parse_whiteout, Whiteout, WHITEOUT_PREFIX};
 use crate::ArchiveError;
@@ -52,6 +53,11 @@ pub struct ApplyOptions<'a> {
     pub whiteouts: WhiteoutFormat,
     /// Keep the owners recorded in the tarball (false: files belong to the caller).
     pub chown: bool,
+    /// Where an owner cannot be written (not chowning, or chown not
+    /// permitted), record it with the mode in `user.containers.override_stat`
+    /// (see [`crate::OVERRIDE_XATTR`]), and keep device nodes that cannot be
+    /// made as empty files described there. Root-owned entries need none.
+    pub record_owners: bool,
     /// Called with the number of (compressed) input bytes consumed so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
@@ -318,12 +324,9 @@ impl<'o> Unpacker<'o> {
                 if kind != EntryType::GNUSparse && written != entry.size() {
                     return Err(ArchiveError::Truncated { after: Some(rel) });
                 }
-                if self.opts.chown {
-                    rustix::fs::fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                        .map_err(|e| at(e.into()))?;
-                }
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-                    .map_err(|e| at(e.into()))?;
+                let chowned = self.chown_fd(file.as_fd(), &meta).map_err(at)?;
+                let mode = self.disk_mode(file.as_fd(), &meta, chowned, OverrideKind::File, &rel);
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| at(e.into()))?;
                 set_xattrs(file.as_fd(), &meta.xattrs, &rel);
                 rustix::fs::futimens(&file, &times(&meta)).map_err(|e| at(e.into()))?;
             }
@@ -368,7 +371,21 @@ impl<'o> Unpacker<'o> {
                 match made {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) && kind != EntryType::Fifo => {
-                        log::warn!("skipping device node {}: not permitted here", rel.display());
+                        if !self.opts.record_owners {
+                            log::warn!(
+                                "skipping device node {}: not permitted here",
+                                rel.display()
+                            );
+                            return Ok(());
+                        }
+                        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+                        let kind = match file_type {
+                            FileType::BlockDevice => OverrideKind::Block { major, minor },
+                            _ => OverrideKind::Char { major, minor },
+                        };
+                        self.device_stand_in(pfd, &name, &rel, &meta, kind)
+                            .map_err(at)?;
+                        self.written.insert(rel);
                         return Ok(());
                     }
                     Err(e) => return Err(at(e)),
@@ -486,13 +503,18 @@ impl<'o> Unpacker<'o> {
         symlink: bool,
     ) -> io::Result<()> {
         if self.opts.chown {
-            rustix::fs::chownat(
+            match rustix::fs::chownat(
                 pfd,
                 name,
                 Some(uid(meta.uid)),
                 Some(gid(meta.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            ) {
+                // Symlinks and device nodes cannot carry a `user.` xattr:
+                // their owner is lost, as with fuse-overlayfs.
+                Err(Errno::PERM | Errno::INVAL) if self.opts.record_owners => {}
+                other => other?,
+            }
         }
         if !symlink {
             // mknod's mode went through the umask. Not a symlink (we just made
@@ -500,6 +522,71 @@ impl<'o> Unpacker<'o> {
             rustix::fs::chmodat(pfd, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
         }
         rustix::fs::utimensat(pfd, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
+    /// Gives an open file or directory the entry's owner, when chowning.
+    /// Returns whether the owner is now on disk; a chown that is not
+    /// permitted is not an error when owners can be recorded instead.
+    fn chown_fd(&self, fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<bool> {
+        if !self.opts.chown {
+            return Ok(false);
+        }
+        match rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid))) {
+            Ok(()) => Ok(true),
+            Err(Errno::PERM | Errno::INVAL) if self.opts.record_owners => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The mode to give a file or directory on disk. When its owner could
+    /// not be written and is not root, owner and mode go to the override
+    /// xattr, and the disk copy loses its set-id bits: where the xattr is
+    /// not read (kernel overlay), a set-id file of another user must not
+    /// turn into a set-id file of root.
+    fn disk_mode(
+        &self,
+        fd: BorrowedFd<'_>,
+        meta: &Meta,
+        chowned: bool,
+        kind: OverrideKind,
+        rel: &Path,
+    ) -> u32 {
+        let root_owned = meta.uid == 0 && meta.gid == 0;
+        if chowned || root_owned || !self.opts.record_owners {
+            return meta.mode;
+        }
+        match record_override(fd, meta, kind) {
+            Ok(()) => meta.mode & !(libc::S_ISUID | libc::S_ISGID),
+            Err(e) => {
+                log::debug!("{}: owner not recorded: {e}", rel.display());
+                meta.mode
+            }
+        }
+    }
+
+    /// A device node this process may not make: an empty file whose
+    /// override xattr says what it is, as containers/storage stores one.
+    fn device_stand_in(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        meta: &Meta,
+        kind: OverrideKind,
+    ) -> io::Result<()> {
+        let file = self.create_new(pfd, name, rel, || {
+            rustix::fs::openat(
+                pfd,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        })?;
+        record_override(file.as_fd(), meta, kind)?;
+        let mode = meta.mode & !(libc::S_ISUID | libc::S_ISGID);
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        rustix::fs::futimens(&file, &times(meta))?;
         Ok(())
     }
 
@@ -585,10 +672,11 @@ impl<'o> Unpacker<'o> {
                 Err(_) => continue,
             };
             let at = |e: Errno| ArchiveError::io(rel, e.into());
-            if self.opts.chown {
-                rustix::fs::fchown(&dir, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(at)?;
-            }
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(meta.mode)).map_err(at)?;
+            let chowned = self
+                .chown_fd(dir.as_fd(), meta)
+                .map_err(|e| ArchiveError::io(rel, e))?;
+            let mode = self.disk_mode(dir.as_fd(), meta, chowned, OverrideKind::Dir, rel);
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(at)?;
             rustix::fs::futimens(&dir, &times(meta)).map_err(at)?;
         }
         Ok(())
@@ -722,11 +810,28 @@ fn gid(raw: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(raw)
 }
 
+/// Writes `meta`'s owner and mode to the override xattr of `fd`.
+fn record_override(fd: BorrowedFd<'_>, meta: &Meta, kind: OverrideKind) -> io::Result<()> {
+    let value = OverrideStat {
+        uid: meta.uid,
+        gid: meta.gid,
+        mode: meta.mode,
+        kind: Some(kind),
+    }
+    .format();
+    rustix::fs::fsetxattr(fd, OVERRIDE_XATTR, value.as_bytes(), XattrFlags::empty())?;
+    Ok(())
+}
+
 /// Sets xattrs where the filesystem and our privileges allow. Overlay's own
-/// xattrs are storage metadata: a tarball must not forge an opaque dir.
+/// xattrs and the owner override are storage metadata: a tarball must not
+/// forge an opaque dir or an owner.
 fn set_xattrs(fd: BorrowedFd<'_>, xattrs: &[(String, Vec<u8>)], rel: &Path) {
     for (name, value) in xattrs {
-        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+        if name.starts_with("trusted.overlay.")
+            || name.starts_with("user.overlay.")
+            || name == OVERRIDE_XATTR
+        {
             log::warn!(
                 "{}: ignoring overlay xattr {name} from the tarball",
                 rel.display()

@@ -17,6 +17,7 @@
 mod apply;
 mod compress;
 mod fsops;
+mod owners;
 mod split;
 mod whiteout;
 mod write;
@@ -28,6 +29,7 @@ pub use apply::{
     apply_layer, apply_layer_split, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat,
 };
 pub use compress::{decompress, sniff, Compression};
+pub use owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 pub use split::{reassemble, Reassembled, SplitOptions};
 pub use whiteout::{parse_whiteout, Whiteout};
 pub use write::{write_layer, write_layer_filtered, write_tree};

@@ -14,6 +14,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::fsops;
+use crate::owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 use crate::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::ArchiveError;
 
@@ -118,7 +119,10 @@ impl<W: Write> Walker<'_, W> {
         match file_type {
             FileType::Directory => {
                 let dir = fsops::open_dir(pfd, Path::new(name)).map_err(at)?;
-                let xattrs = self.xattrs(dir.as_fd());
+                let mut xattrs = self.xattrs(dir.as_fd());
+                if let Some(o) = take_override(&mut xattrs, &st) {
+                    apply_override(&mut header, &o);
+                }
                 let opaque = self.layer && is_opaque(dir.as_fd());
                 header.set_entry_type(EntryType::Directory);
                 let mut path = rel.as_os_str().to_owned();
@@ -156,7 +160,23 @@ impl<W: Write> Walker<'_, W> {
                     Mode::empty(),
                 )
                 .map_err(|e| at(e.into()))?;
-                let xattrs = self.xattrs(file.as_fd());
+                let mut xattrs = self.xattrs(file.as_fd());
+                if let Some(o) = take_override(&mut xattrs, &st) {
+                    apply_override(&mut header, &o);
+                    if let Some(
+                        OverrideKind::Char { major, minor } | OverrideKind::Block { major, minor },
+                    ) = o.kind
+                    {
+                        // A device node stored as an empty file (see `owners`).
+                        header.set_entry_type(match o.kind {
+                            Some(OverrideKind::Block { .. }) => EntryType::Block,
+                            _ => EntryType::Char,
+                        });
+                        header.set_device_major(major).map_err(at)?;
+                        header.set_device_minor(minor).map_err(at)?;
+                        return self.append(&mut header, &rel, &xattrs, io::empty());
+                    }
+                }
                 header.set_entry_type(EntryType::Regular);
                 header.set_size(st.st_size as u64);
                 let file = std::fs::File::from(file);
@@ -253,6 +273,32 @@ impl<W: Write> Walker<'_, W> {
         out.sort();
         out
     }
+}
+
+/// Removes the owner override from a file's xattrs (it is storage
+/// metadata, never archived) and returns it decoded, if it still holds.
+/// It holds while the disk is as its writers leave it (the store, and
+/// berth-unionfs, which keeps it): owned by us, with its permission bits
+/// minus set-id. A kernel overlay or vfs container that chowns or chmods a
+/// copy changes the disk and not the xattr; then the disk is right.
+fn take_override(
+    xattrs: &mut Vec<(String, Vec<u8>)>,
+    st: &rustix::fs::Stat,
+) -> Option<OverrideStat> {
+    let at = xattrs.iter().position(|(name, _)| name == OVERRIDE_XATTR)?;
+    let (_, value) = xattrs.remove(at);
+    let o = OverrideStat::parse(&value)?;
+    let ours = st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_gid == rustix::process::getegid().as_raw();
+    let same_mode = st.st_mode & 0o1777 == o.mode & 0o1777;
+    (ours && same_mode).then_some(o)
+}
+
+/// The owner and mode the override records, in place of the disk's.
+fn apply_override(header: &mut Header, o: &OverrideStat) {
+    header.set_uid(o.uid.into());
+    header.set_gid(o.gid.into());
+    header.set_mode(o.mode & 0o7777);
 }
 
 fn is_opaque(dir: BorrowedFd<'_>) -> bool {

@@ -57,6 +57,7 @@ fn progress_reports_consumed_input() {
     let opts = berth_archive::ApplyOptions {
         whiteouts: OVERLAY,
         chown: false,
+        record_owners: false,
         progress: Some(&report),
     };
     berth_archive::apply_layer(&bytes[..], &t.root(), &opts).unwrap();
@@ -305,6 +306,7 @@ fn device_nodes_are_skipped_when_not_permitted() {
                 let opts = berth_archive::ApplyOptions {
                     whiteouts: WhiteoutFormat::Delete,
                     chown: false,
+                    record_owners: false,
                     progress: None,
                 };
                 match berth_archive::apply_layer(&bytes[..], &t.root(), &opts) {

@@ -24,6 +24,7 @@ impl Split {
         let opts = ApplyOptions {
             whiteouts,
             chown: true,
+            record_owners: false,
             progress: None,
         };
         let (file, stash) = (target.split_file(), target.stash());

@@ -154,6 +154,7 @@ impl Engine {
         ApplyOptions {
             whiteouts: WhiteoutFormat::Overlay { xattr_prefix },
             chown: !self.rootless,
+            record_owners: self.rootless,
             progress,
         }
     }

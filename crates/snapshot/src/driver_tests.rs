@@ -359,6 +359,65 @@ fn rootless_fuse() {
         }
     });
 }
+/// Rootless, the fuse driver shows the owners a rootless store recorded in
+/// `user.containers.override_stat`; as root it does not look (the store
+/// chowns, and the lookup would cost a getxattr per stat).
+fn recorded_owners(expect_shown: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = tmp.path().join("layer");
+    std::fs::create_dir_all(layer.join("home/user")).unwrap();
+    write(&layer.join("home/user/f"), "x");
+    for (path, value) in [
+        ("home/user", "1000:1000:0751:dir"),
+        ("home/user/f", "1000:1000:4755:file"),
+    ] {
+        rustix::fs::setxattr(
+            layer.join(path),
+            "user.containers.override_stat",
+            value.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    }
+    let snap = open("fuse", &tmp.path().join("driver")).unwrap();
+    let mounts = snap.prepare("c1", &[layer]).unwrap();
+    let target = tmp.path().join("merged");
+    std::fs::create_dir(&target).unwrap();
+    let guard = mount_all(&mounts, &target).unwrap();
+    let md = std::fs::metadata(target.join("home/user/f")).unwrap();
+    let dir = std::fs::metadata(target.join("home/user")).unwrap();
+    let shown = (
+        md.uid(),
+        md.gid(),
+        md.mode() & 0o7777,
+        dir.uid(),
+        dir.mode() & 0o7777,
+    );
+    guard.unmount().unwrap();
+    if expect_shown {
+        // `unshare -r` maps root only: 1000 shows as the overflow id.
+        assert_eq!(shown, (65534, 65534, 0o4755, 65534, 0o751));
+    } else {
+        assert_eq!((shown.0, shown.1), (0, 0));
+    }
+}
+
+#[test]
+fn root_fuse_ignores_recorded_owners() {
+    as_root(|| recorded_owners(false));
+}
+
+#[test]
+fn rootless_fuse_shows_recorded_owners() {
+    rootless("rootless_fuse_shows_recorded_owners", || {
+        if crate::probe_fuse(Path::new("/tmp")) {
+            recorded_owners(true)
+        } else {
+            println!("skipped: /dev/fuse is not usable by this user");
+        }
+    });
+}
+
 #[test]
 fn rootless_views() {
     rootless("rootless_views", || {

@@ -25,6 +25,8 @@ pub(crate) fn mount(m: &Mount, target: &Path) -> Result<fuser::BackgroundSession
     for o in &parsed.other {
         match o.as_str() {
             "ro" => opts.read_only = true,
+            "xattr_permissions=0" => opts.override_stat = false,
+            "xattr_permissions=1" | "xattr_permissions=2" => opts.override_stat = true,
             // Kernel overlay options a FUSE overlay has no use for.
             "userxattr" | "index=off" | "redirect_dir=off" | "metacopy=off" => {}
             other => {

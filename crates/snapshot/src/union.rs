@@ -108,6 +108,11 @@ impl Union {
                 _ => {}
             }
         }
+        if self.server == Server::Fuse && rootless() {
+            // A rootless store records the image's owners beside the files
+            // (it cannot chown them): show them.
+            options.push("xattr_permissions=2".into());
+        }
         if self.server == Server::Kernel {
             if sys::in_user_namespace() {
                 options.push("userxattr".into());
@@ -136,6 +141,11 @@ impl Union {
         let upper = self.upper_dir(key)?;
         changes::upper_changes(&upper, lowers)
     }
+}
+
+/// Unprivileged, or root of a user namespace only.
+fn rootless() -> bool {
+    !rustix::process::geteuid().is_root() || sys::in_user_namespace()
 }
 
 macro_rules! union_snapshotter {

@@ -145,7 +145,9 @@ impl UnionFs {
             return;
         };
         for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-            if whiteout::is_private_xattr(name) {
+            // The recorded owner is the object's, not the overlay's: it
+            // goes along.
+            if whiteout::is_private_xattr(name) && name != crate::owners::OVERRIDE_XATTR {
                 continue;
             }
             if let Ok(v) = sys::lgetxattr(sfd, spath, name) {

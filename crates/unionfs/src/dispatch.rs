@@ -123,7 +123,7 @@ impl Filesystem for UnionFs {
             Some(h) => match &*h {
                 crate::fs::Handle::File { fd, .. } => {
                     use std::os::fd::AsRawFd;
-                    sys::fstat(fd.as_raw_fd()).map(|st| self.attr(ino.0, &st))
+                    sys::fstat(fd.as_raw_fd()).map(|st| self.attr_fd(ino.0, &st, fd.as_raw_fd()))
                 }
                 crate::fs::Handle::Dir { .. } => self.do_getattr(ino.0),
             },

@@ -49,6 +49,9 @@ pub struct UnionFs {
     pub(crate) threads: usize,
     pub(crate) passthrough: AtomicBool,
     pub(crate) backings: crate::file::Backings,
+    /// Owners recorded in `user.containers.override_stat` are shown and
+    /// kept (see `owners`).
+    pub(crate) override_stat: bool,
     uid_map: IdMap,
     gid_map: IdMap,
     squash_uid: Option<u32>,
@@ -103,6 +106,7 @@ impl UnionFs {
             threads: opts.threads,
             passthrough: AtomicBool::new(opts.passthrough),
             backings: Default::default(),
+            override_stat: opts.override_stat,
             uid_map: opts.uid_map.clone(),
             gid_map: opts.gid_map.clone(),
             squash_uid,
@@ -151,12 +155,7 @@ impl UnionFs {
 
     /// Converts a host stat to what the mount shows.
     pub(crate) fn attr(&self, ino: u64, st: &libc::stat) -> FileAttr {
-        let uid = self
-            .squash_uid
-            .unwrap_or_else(|| self.uid_map.to_inside(st.st_uid));
-        let gid = self
-            .squash_gid
-            .unwrap_or_else(|| self.gid_map.to_inside(st.st_gid));
+        let (uid, gid) = self.shown_ids(st.st_uid, st.st_gid);
         FileAttr {
             ino: INodeNo(ino),
             size: st.st_size as u64,
@@ -174,6 +173,16 @@ impl UnionFs {
             blksize: st.st_blksize as u32,
             flags: 0,
         }
+    }
+
+    /// The owner shown for on-disk ids.
+    pub(crate) fn shown_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        (
+            self.squash_uid
+                .unwrap_or_else(|| self.uid_map.to_inside(uid)),
+            self.squash_gid
+                .unwrap_or_else(|| self.gid_map.to_inside(gid)),
+        )
     }
 
     /// The on-disk owner for an id given through the mount.

@@ -52,6 +52,7 @@ mod lookup;
 mod mount;
 mod names;
 mod options;
+mod owners;
 mod sys;
 mod whiteout;
 mod xattr;

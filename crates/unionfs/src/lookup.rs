@@ -156,7 +156,7 @@ impl UnionFs {
     /// returns its attributes.
     pub(crate) fn remember(&self, f: Found) -> FileAttr {
         let ino = self.ino_of(&f);
-        let attr = self.attr(ino, &f.st);
+        let attr = self.attr_at(ino, &f.st, f.layer, &f.path);
         self.nodes.lock().remember(
             ino,
             f.path,
@@ -183,7 +183,7 @@ impl UnionFs {
     pub(crate) fn do_getattr(&self, ino: u64) -> SysResult<FileAttr> {
         let n = self.node(ino)?;
         let st = self.stat_node(&n)?;
-        Ok(self.attr(ino, &st))
+        Ok(self.attr_at(ino, &st, n.layer, &n.path))
     }
 
     pub(crate) fn do_readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
@@ -208,28 +208,13 @@ impl UnionFs {
         self.writable()?;
         let n = self.copy_up(ino, size == Some(0))?;
         let fd = self.layers.upper_fd()?;
-        if uid.is_some() || gid.is_some() {
-            // u32::MAX (-1) leaves that id unchanged.
-            let u = match uid {
-                Some(u) => self.disk_uid(u)?,
-                None => u32::MAX,
-            };
-            let g = match gid {
-                Some(g) => self.disk_gid(g)?,
-                None => u32::MAX,
-            };
-            sys::lchown(fd, &n.path, u, g)?;
-        }
-        if let Some(m) = mode {
-            if n.kind != libc::S_IFLNK {
-                sys::chmodat(fd, &n.path, m & 0o7777)?;
-            }
-        }
+        self.set_owner_and_mode(fd, &n, mode, uid, gid)?;
         if let Some(sz) = size {
             self.truncate(&n, sz, fh)?;
         }
         if unprivileged.is_some_and(|bare_kill| bare_kill || size.is_some()) {
             self.kill_suid(fd, &n.path)?;
+            self.kill_suid_recorded(fd, &n)?;
         }
         if atime.is_some() || mtime.is_some() {
             let ts = |t: Option<TimeOrNow>| match t {
@@ -252,7 +237,7 @@ impl UnionFs {
             sys::utimensat(fd, &n.path, &[ts(atime), ts(mtime)])?;
         }
         let st = sys::fstatat(fd, &n.path)?;
-        Ok(self.attr(ino, &st))
+        Ok(self.attr_at(ino, &st, 0, &n.path))
     }
 
     /// Clears set-user-ID (and group-executable set-group-ID) after a

@@ -52,6 +52,7 @@ impl UnionFs {
         // the upper layer was searched for whiteouts by the lookup above.
         let pst = self.upper_dir(&p.path)?;
         let up = self.layers.upper_fd()?;
+        let pst = self.recorded_stat(up, &p.path, pst);
         let path = sys::join(&p.path, name);
         let (du, mut dg) = self.disk_ids(uid, gid)?;
         let mut mode = mode & 0o7777;
@@ -205,7 +206,7 @@ impl UnionFs {
         self.layers.clear_whiteout(&path)?;
         sys::linkat(up, &n.path, up, &path)?;
         let st = sys::fstatat(up, &path)?;
-        let attr = self.attr(ino, &st);
+        let attr = self.attr_at(ino, &st, 0, &path);
         self.nodes
             .lock()
             .remember(ino, path, 0, st.st_mode & libc::S_IFMT, Vec::new());

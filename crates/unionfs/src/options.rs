@@ -64,6 +64,10 @@ pub struct Options {
     pub fsname: String,
     /// Let users other than the mounter in (`allow_other`).
     pub allow_other: bool,
+    /// Show and keep owners recorded in `user.containers.override_stat`
+    /// (fuse-overlayfs's `xattr_permissions=1|2`; both use that name, the
+    /// one containers/storage writes).
+    pub override_stat: bool,
     /// Options that were not understood; the binary warns about them.
     pub unknown: Vec<String>,
 }
@@ -87,6 +91,7 @@ impl Default for Options {
             passthrough: true,
             fsname: "berth-unionfs".to_string(),
             allow_other: false,
+            override_stat: false,
             unknown: Vec::new(),
         }
     }
@@ -238,6 +243,13 @@ impl Options {
                 ("nopassthrough", None) => o.passthrough = false,
                 ("allow_other", None) | ("allow_root", None) => o.allow_other = true,
                 ("fsname", Some(v)) => o.fsname = v.to_string(),
+                ("xattr_permissions", Some(v)) => {
+                    o.override_stat = match v {
+                        "0" => false,
+                        "1" | "2" => true,
+                        _ => return Err(OptionError::BadValue("xattr_permissions", v.into())),
+                    }
+                }
                 ("subtype", Some(_)) => {}
                 _ if IGNORED.contains(&opt) => {}
                 _ => o.unknown.push(opt.to_string()),
@@ -308,6 +320,18 @@ mod tests {
         assert_eq!(o.gid_map.to_inside(2), 0);
         assert_eq!(o.timeout, Duration::from_millis(2500));
         assert_eq!(o.threads, 8);
+        assert!(!o.override_stat);
+        let o = Options::parse("lowerdir=/l,xattr_permissions=2").unwrap();
+        assert!(o.override_stat);
+        assert!(
+            !Options::parse("lowerdir=/l,xattr_permissions=0")
+                .unwrap()
+                .override_stat
+        );
+        assert!(matches!(
+            Options::parse("lowerdir=/l,xattr_permissions=3"),
+            Err(OptionError::BadValue("xattr_permissions", _))
+        ));
     }
 
     #[test]

@@ -154,6 +154,7 @@ impl Target {
         let opts = ApplyOptions {
             whiteouts,
             chown: true,
+            record_owners: false,
             progress: None,
         };
         apply_layer(bytes, &self.root(), &opts)

@@ -7,7 +7,10 @@
 //! [`berth_launch::run_in_rootless_namespaces`]).
 //!
 //! Image layers are unpacked without chown when rootless: their files belong
-//! to the user (root inside). They are never written through a container.
+//! to the user (root inside), and the image's other owners (and set-id bits)
+//! are recorded in `user.containers.override_stat`, which the fuse driver
+//! shows (`xattr_permissions=2`) and commit reads back; kernel overlay and
+//! vfs cannot, and show root. Layers are never written through a container.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

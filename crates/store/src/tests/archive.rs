@@ -17,6 +17,7 @@ fn options() -> ApplyOptions<'static> {
             xattr_prefix: OpaquePrefix::User,
         },
         chown: false,
+        record_owners: false,
         progress: None,
     }
 }
@@ -231,4 +232,56 @@ fn after_a_restart_an_unsynced_entry_with_lost_fields_is_removed_not_corrupt() {
     // Its unpacked dir is an orphan now, and gc takes it.
     assert_eq!(store.gc().unwrap().cache_dirs_removed.len(), 1);
     assert_eq!(store.check().unwrap(), []);
+}
+
+/// Rootless: owners the store cannot write are recorded beside the files
+/// (`user.containers.override_stat`), and the tar read back is still the
+/// imported one, byte for byte, device node included.
+#[test]
+fn recorded_owners_keep_the_tar_read_back_identical() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind, uid: u64, gid: u64, mode: u32, body: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mode(mode);
+        header.set_size(body.len() as u64);
+        if kind == tar::EntryType::Char {
+            header.set_device_major(1).unwrap();
+            header.set_device_minor(3).unwrap();
+        }
+        builder.append_data(&mut header, path, body).unwrap();
+    };
+    add("srv/", tar::EntryType::Directory, 33, 33, 0o755, b"");
+    add(
+        "srv/f",
+        tar::EntryType::Regular,
+        1000,
+        1000,
+        0o4755,
+        b"body\n",
+    );
+    add("srv/root", tar::EntryType::Regular, 0, 0, 0o644, b"r");
+    add("dev-null", tar::EntryType::Char, 0, 0, 0o666, b"");
+    let tar = builder.into_inner().unwrap();
+
+    let (_dir, store) = new_store();
+    let opts = ApplyOptions {
+        record_owners: true,
+        ..options()
+    };
+    let pending = store.unpack_layer(&tar[..], &opts).unwrap();
+    let chain = store.commit_layer(pending, None).unwrap();
+    let info = store.layer(&chain).unwrap().unwrap();
+    let diff = store.layer_diff_dir(&info);
+    let recorded = |p: &str| {
+        let mut buf = vec![0; 64];
+        let n = rustix::fs::getxattr(diff.join(p), berth_archive::OVERRIDE_XATTR, &mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    assert_eq!(recorded("srv").as_deref(), Some("33:33:0755:dir"));
+    assert_eq!(recorded("srv/f").as_deref(), Some("1000:1000:4755:file"));
+    assert_eq!(recorded("srv/root"), None);
+    assert_eq!(read_back(&store, &chain).unwrap(), tar);
 }
