@@ -315,8 +315,9 @@ fn attach_passes_stdin_and_returns_the_exit_code() {
 fn under_pty(b: &Berth, args: &str, input: &[&str]) -> (String, Option<i32>) {
     let berth = berth_e2e::berth_bin();
     let driver = b.ok(&["info", "--format", "{{.Driver}}"]);
+    // A terminal of a known size, for the tests of its size inside.
     let line = format!(
-        "BERTH_ROOT={} BERTH_STORAGE_DRIVER={} {} {args}",
+        "stty rows 33 cols 111; BERTH_ROOT={} BERTH_STORAGE_DRIVER={} {} {args}",
         b.root.display(),
         driver.trim(),
         berth.display()
@@ -382,25 +383,45 @@ fn run_it_and_exec_it_work_under_a_real_pty() {
         let l = label(&b);
         let (out, code) = under_pty(
             &b,
-            "run -it --rm busybox sh -c 'tty; echo READY; read x; echo got:$x; exit 3'",
+            "run -it --rm busybox sh -c 'tty; echo READY; read x; echo got:$x; stty size; exit 3'",
             &["typed\r"],
         );
         // The pty comes from the container's own devpts, as with runc.
         assert_eq!(out.lines().next(), Some("/dev/pts/0"), "{l}: {out}");
         assert!(out.contains("got:typed"), "{l}: {out}");
+        assert!(out.contains("33 111"), "{l}: the terminal's size: {out}");
         assert_eq!(code, Some(3), "{l}: {out}");
 
         b.ok(&["run", "-d", "--name", "tt", "busybox", "sleep", "1000"]);
         let (out, code) = under_pty(
             &b,
-            "exec -it tt sh -c 'tty; echo READY; read x; echo got:$x'",
+            "exec -it tt sh -c 'tty; echo READY; read x; echo got:$x; stty size'",
             &["more\r"],
         );
         // The container's own devpts, whose first pty this is.
         assert_eq!(out.lines().next(), Some("/dev/pts/0"), "{l}: {out}");
         assert!(out.contains("got:more"), "{l}: {out}");
+        assert!(out.contains("33 111"), "{l}: the terminal's size: {out}");
         assert_eq!(code, Some(0), "{l}: {out}");
         b.ok(&["rm", "-f", "tt"]);
+
+        // attach resizes a -t container's terminal to the client's, then
+        // ctrl-p ctrl-q detaches.
+        b.ok(&[
+            "run",
+            "-dit",
+            "--name",
+            "sized",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do echo READY; echo size:$(stty size); sleep 0.1; done",
+        ]);
+        let (out, code) = under_pty(&b, "attach sized", &["", "", "", "", "", "\x10\x11"]);
+        assert!(out.contains("size:33 111"), "{l}: {out}");
+        assert_eq!(code, Some(0), "{l}: detached: {out}");
+        assert_eq!(status(&b, "sized"), "running 0", "{l}");
+        b.ok(&["rm", "-f", "sized"]);
         let err = b.fails(&["run", "-it", "--rm", "busybox", "true"], 1);
         assert!(err.contains("the input device is not a TTY"), "{l}: {err}");
     }

@@ -3,7 +3,8 @@
 //! rename.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -365,6 +366,9 @@ impl Engine {
         let tty = flag("Tty");
         let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut _raw = None;
+        if tty && std::io::stdin().is_terminal() {
+            monitor::follow_terminal_remotely(&dir);
+        }
         if flag("OpenStdin") && !no_stdin {
             if tty {
                 _raw = Some(RawTerminal::enter());
@@ -463,12 +467,27 @@ impl Engine {
         let stdio = if opts.interactive && !opts.detach {
             Stdio::Inherit
         } else {
-            let null =
-                File::open("/dev/null").map_err(|e| ContainerError::io("opening /dev/null", e))?;
+            let null = || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map(Into::into)
+                    .map_err(|e| ContainerError::io("opening /dev/null", e))
+            };
+            // Detached, the output goes nowhere (as with Docker): a process
+            // left holding our stdout would keep a reader of it waiting.
+            let quiet = || {
+                if opts.detach {
+                    null().map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             Stdio::Fds {
-                stdin: Some(null.into()),
-                stdout: None,
-                stderr: None,
+                stdin: Some(null()?),
+                stdout: quiet()?,
+                stderr: quiet()?,
             }
         };
         // Like Docker, the process counts against the container's limits,
@@ -492,7 +511,9 @@ impl Engine {
                     .map_err(|e| ContainerError::io("cloning the pty", e))?;
                 monitor::forward_stdin(input, false);
             }
+            monitor::follow_terminal(master.as_raw_fd());
             copy_pty(master);
+            monitor::stop_following();
         }
         let status = child.wait()?;
         Ok(status.code())

@@ -19,7 +19,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,11 +105,76 @@ fn open_dir_path(dir: &Path) -> CResult<OwnedFd> {
     .map_err(|e| ContainerError::io(format!("opening {}", dir.display()), e.into()))
 }
 
-/// Connects to a running container's attach socket.
-pub(crate) fn connect(dir: &Path) -> CResult<UnixStream> {
+/// The first byte a client sends on the attach socket: a stream of the
+/// container's output (and its input, with `-i`) follows.
+const ATTACH: u8 = b'a';
+/// ... or: the pty's new size follows (rows, columns; u16, big-endian),
+/// then the connection ends.
+const RESIZE: u8 = b'r';
+
+fn connect_for(dir: &Path, request: &[u8]) -> CResult<UnixStream> {
     let fd = open_dir_path(dir)?;
-    UnixStream::connect(socket_via(&fd))
-        .map_err(|e| ContainerError::io(format!("attaching to {}", dir.display()), e))
+    let mut conn = UnixStream::connect(socket_via(&fd))
+        .map_err(|e| ContainerError::io(format!("attaching to {}", dir.display()), e))?;
+    conn.write_all(request)
+        .map_err(|e| ContainerError::io(format!("attaching to {}", dir.display()), e))?;
+    Ok(conn)
+}
+
+/// Attaches to a running container: its output comes as Docker's frames.
+pub(crate) fn connect(dir: &Path) -> CResult<UnixStream> {
+    connect_for(dir, &[ATTACH])
+}
+
+/// Keeps a running container's pty at the size of our terminal: now and on
+/// every SIGWINCH (`attach` to a `-t` container, as Docker resizes).
+pub(crate) fn follow_terminal_remotely(dir: &Path) {
+    send_size(dir);
+    let Ok((mut notes, note_w)) = pipe() else {
+        return;
+    };
+    WINCH_NOTES.store(note_w.into_raw_fd(), Ordering::SeqCst);
+    set_handler(libc::SIGWINCH, note_winch as *const () as usize);
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while matches!(notes.read(&mut buf), Ok(n) if n > 0) {
+            send_size(&dir);
+        }
+    });
+}
+
+fn send_size(dir: &Path) {
+    let Some(ws) = terminal_size() else {
+        return;
+    };
+    let mut request = vec![RESIZE];
+    request.extend_from_slice(&ws.ws_row.to_be_bytes());
+    request.extend_from_slice(&ws.ws_col.to_be_bytes());
+    if let Err(e) = connect_for(dir, &request) {
+        log::debug!("resizing the container's terminal: {e}");
+    }
+}
+
+fn terminal_size() -> Option<libc::winsize> {
+    // SAFETY: TIOCGWINSZ with a valid winsize buffer.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
+    }
+}
+
+/// Keeps the pty `master` (a foreground `run -t`, `exec -t`) at the size of
+/// our terminal: now and on every SIGWINCH, until [`stop_following`].
+pub(crate) fn follow_terminal(master: i32) {
+    copy_winsize(master);
+    PTY_MASTER.store(master, Ordering::SeqCst);
+    set_handler(libc::SIGWINCH, resize_pty as *const () as usize);
+}
+
+/// Before the pty master given to [`follow_terminal`] closes.
+pub(crate) fn stop_following() {
+    PTY_MASTER.store(-1, Ordering::SeqCst);
 }
 
 /// Where the output goes, shared by the pump threads and the attach server.
@@ -123,6 +188,8 @@ struct Hub {
     stdin_once: bool,
     /// Copy output to this process's stdout/stderr.
     local: bool,
+    /// The pty master, for clients' resize requests.
+    pty: Option<File>,
 }
 
 impl Hub {
@@ -170,6 +237,19 @@ impl Hub {
     fn close_stdin(&self) {
         self.stdin.lock().expect("stdin lock").take();
     }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        if let Some(pty) = &self.pty {
+            let ws = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCSWINSZ with a valid winsize on an open fd.
+            unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
+    }
 }
 
 /// Copies one of the init's outputs until it ends.
@@ -199,16 +279,40 @@ fn serve_attach(listener: UnixListener, hub: Arc<Hub>, open_stdin: bool) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { break };
-            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-            if open_stdin {
-                if let Ok(reader) = conn.try_clone() {
-                    let hub = hub.clone();
-                    std::thread::spawn(move || client_input(reader, hub));
-                }
-            }
-            hub.clients.lock().expect("clients lock").push(conn);
+            let hub = hub.clone();
+            std::thread::spawn(move || serve_client(conn, hub, open_stdin));
         }
     });
+}
+
+/// One client: what it asks for comes first (see [`ATTACH`], [`RESIZE`]).
+fn serve_client(mut conn: UnixStream, hub: Arc<Hub>, open_stdin: bool) {
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut request = [0u8; 1];
+    if conn.read_exact(&mut request).is_err() {
+        return;
+    }
+    match request[0] {
+        ATTACH => {
+            let Ok(output) = conn.try_clone() else {
+                return;
+            };
+            hub.clients.lock().expect("clients lock").push(output);
+            if open_stdin {
+                client_input(conn, hub);
+            }
+        }
+        RESIZE => {
+            let mut size = [0u8; 4];
+            if conn.read_exact(&mut size).is_ok() {
+                hub.resize(
+                    u16::from_be_bytes([size[0], size[1]]),
+                    u16::from_be_bytes([size[2], size[3]]),
+                );
+            }
+        }
+        other => log::debug!("attach socket: unknown request {other}"),
+    }
 }
 
 fn client_input(mut conn: UnixStream, hub: Arc<Hub>) {
@@ -234,6 +338,16 @@ fn client_input(mut conn: UnixStream, hub: Arc<Hub>) {
 static INIT_PID: AtomicI32 = AtomicI32::new(0);
 /// The pty master, for SIGWINCH.
 static PTY_MASTER: AtomicI32 = AtomicI32::new(-1);
+/// Where SIGWINCH is noted for [`follow_terminal_remotely`]'s thread.
+static WINCH_NOTES: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn note_winch(_: libc::c_int) {
+    let fd = WINCH_NOTES.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write is async-signal-safe.
+        unsafe { libc::write(fd, b"w".as_ptr().cast(), 1) };
+    }
+}
 
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = INIT_PID.load(Ordering::SeqCst);
@@ -253,12 +367,9 @@ extern "C" fn resize_pty(_: libc::c_int) {
 /// Copies the size of our terminal (stdin) to the pty `master`; only
 /// async-signal-safe calls.
 fn copy_winsize(master: i32) {
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize buffer.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(master, libc::TIOCSWINSZ, &ws);
-        }
+    if let Some(ws) = terminal_size() {
+        // SAFETY: TIOCSWINSZ with a valid winsize buffer.
+        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
 }
 
@@ -598,12 +709,12 @@ impl Engine {
         }
         // The pty master is both the output and (with -i) the input.
         let mut raw_terminal = None;
+        let mut pty = None;
         if let Some(master) = container.take_pty_master() {
             let master = File::from(master);
+            pty = master.try_clone().ok();
             if foreground {
-                copy_winsize(master.as_raw_fd());
-                PTY_MASTER.store(master.as_raw_fd(), Ordering::SeqCst);
-                set_handler(libc::SIGWINCH, resize_pty as *const () as usize);
+                follow_terminal(master.as_raw_fd());
                 if fg_stdin {
                     raw_terminal = Some(RawTerminal::enter());
                     let input = master
@@ -627,6 +738,7 @@ impl Engine {
             stdin: Mutex::new(stdin_w),
             stdin_once: flag(&record, "StdinOnce"),
             local: foreground,
+            pty,
         });
         let dir_fd = open_dir_path(&dir)?;
         let sock = socket_via(&dir_fd);
@@ -670,7 +782,7 @@ impl Engine {
         for p in pumps {
             let _ = p.join();
         }
-        PTY_MASTER.store(-1, Ordering::SeqCst);
+        stop_following();
         drop(raw_terminal);
         hub.log.lock().expect("log lock").finish();
         hub.close_stdin();
