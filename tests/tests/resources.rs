@@ -34,18 +34,14 @@ fn import_busybox(b: &Berth) {
 }
 
 /// A fresh root per driver with `busybox` imported; none when not root
-/// (after checking the refusal), as in containers.rs.
+/// (the rootless runs are `as_test_user` ones), as in containers.rs.
 fn roots() -> Vec<Berth> {
     let mut out = Vec::new();
     for driver in DRIVERS {
         let b = Berth::new().with_driver(driver);
         import_busybox(&b);
         if !is_root() {
-            let err = b.fails(&["run", "--rm", "busybox", "true"], 125);
-            assert!(
-                err.contains("rootless containers need the vfs storage driver"),
-                "{err}"
-            );
+            // The rootless runs of these tests are `as_test_user` ones.
             eprintln!("not root: container tests skipped");
             return Vec::new();
         }

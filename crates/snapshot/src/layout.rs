@@ -115,13 +115,8 @@ impl Layout {
 /// Unmounts every mount at or below `dir`, deepest first, so a recursive
 /// delete never walks into a mounted filesystem (or a layer bound there).
 fn unmount_under(dir: &Path) -> Result<()> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Ok(());
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(mount::unescape_mountinfo(p)))
+    let mut points: Vec<PathBuf> = mount::mount_points()
+        .into_iter()
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));

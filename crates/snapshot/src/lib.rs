@@ -39,7 +39,7 @@ use std::path::PathBuf;
 pub use changes::{Change, ChangeKind};
 pub use copy::copy_tree;
 pub use error::{Result, SnapshotError};
-pub use mount::{mount_all, Mount, MountGuard, FUSE_FSTYPE};
+pub use mount::{is_mount_point, mount_all, mount_points, Mount, MountGuard, FUSE_FSTYPE};
 pub use probe::{detect, open, probe_fuse, probe_overlay, DRIVERS};
 pub use sys::in_user_namespace;
 pub use union::{Fuse, Overlay};

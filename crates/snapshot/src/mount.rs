@@ -136,20 +136,28 @@ pub(crate) fn unmount(target: &Path) -> Result<()> {
 }
 
 /// Whether `path` is a mount point (its own mount, per /proc/self/mountinfo).
-pub(crate) fn is_mount_point(path: &Path) -> bool {
+pub fn is_mount_point(path: &Path) -> bool {
     let Ok(path) = path.canonicalize() else {
         return false;
     };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| Path::new(&unescape_mountinfo(p)) == path)
+    mount_points().contains(&path)
+}
+
+/// Where this process sees a mount, in /proc/self/mountinfo's order (none
+/// when it cannot be read).
+pub fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| {
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .map(|p| PathBuf::from(unescape_mountinfo(p)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-pub(crate) fn unescape_mountinfo(s: &str) -> String {
+fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -224,7 +232,9 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mountinfo(r"/a\040b"), "/a b");
         assert_eq!(unescape_mountinfo(r"/a\\"), r"/a\\");
+        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -657,24 +658,21 @@ pub fn pid_of_argv(argv: &[&str]) -> Option<u32> {
 /// Unmounts everything under `dir`, deepest first, then removes it; never
 /// removes through a mount that would not go.
 fn remove_tree(dir: &Path) -> Result<()> {
-    let prefix = dir.to_string_lossy().into_owned();
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mut mounts: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
+    let mut mounts: Vec<PathBuf> = berth_snapshot::mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(dir))
         .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     mounts.dedup();
     for m in &mounts {
-        let c = CString::new(m.as_str())?;
+        let c = CString::new(m.as_os_str().as_bytes())?;
         // SAFETY: c is a valid NUL-terminated path.
         let ok = unsafe { libc::umount2(c.as_ptr(), 0) } == 0
             || unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
         if !ok {
             return Err(anyhow!(
-                "cannot unmount {m}: {}; leaving {} in place",
+                "cannot unmount {}: {}; leaving {} in place",
+                m.display(),
                 std::io::Error::last_os_error(),
                 dir.display()
             ));
@@ -683,37 +681,9 @@ fn remove_tree(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
-/// mountinfo writes space, tab, newline and backslash as \ooo.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo(r"/var/tmp/a\040b"), "/var/tmp/a b");
-        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
-        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
-        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
-    }
 
     #[test]
     fn stat_names_may_hold_spaces_and_parens() {

@@ -83,7 +83,7 @@ impl Engine {
         }
         let dir = self.container_dir(&record.id);
         let live = dir.join("rootfs");
-        if run::is_running(record) && is_mount_point(&live) {
+        if run::is_running(record) && berth_snapshot::is_mount_point(&live) {
             return Ok(Rootfs {
                 path: live,
                 temp: None,
@@ -125,53 +125,9 @@ pub(crate) fn remove_leftovers(dir: &Path) -> CResult<()> {
     Ok(())
 }
 
-/// Whether `path` is a mount point, per /proc/self/mountinfo.
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(path) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| Path::new(&unescape_octal(p)) == path)
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let digits = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match digits {
-            Some(d) if b[i] == b'\\' => {
-                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_octal_escapes() {
-        assert_eq!(unescape_octal(r"/a\040b"), "/a b");
-        assert_eq!(unescape_octal(r"/x\134"), r"/x\");
-        assert_eq!(unescape_octal("/plain"), "/plain");
-        assert_eq!(unescape_octal(r"/end\04"), r"/end\04");
-    }
 
     #[test]
     fn leftovers_are_removed_and_others_kept() {

@@ -16,7 +16,9 @@ pub enum ContainerError {
     Running(String),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("rootless containers need the vfs storage driver for now (--storage-driver vfs), or run as root")]
+    /// A rootless union mount asked for outside the container's user
+    /// namespace, where it cannot be made (a bug if ever seen).
+    #[error("rootless: the container's root filesystem can only be mounted in its user namespace")]
     RootlessUnsupported,
     /// A detached start that failed, as its monitor reported it.
     #[error("{message}")]
