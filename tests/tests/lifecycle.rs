@@ -483,7 +483,11 @@ fn ps_filters_and_sizes() {
     for b in roots() {
         let l = label(&b);
         let wrote = ["run", "--name", "wrote", "busybox", "sh", "-c"];
-        b.fails(&[&wrote[..], &["echo 12345 > /f; exit 2"]].concat(), 2);
+        // Rootless, /d belongs to a subordinate id and is closed to the
+        // user outside the container's namespace: it still counts.
+        let script =
+            "echo 12345 > /f; mkdir /d; echo 1234 > /d/g; chown -R 1000 /d; chmod 700 /d; exit 2";
+        b.fails(&[&wrote[..], &[script]].concat(), 2);
         b.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
         b.ok(&["create", "--name", "fresh", "busybox"]);
         let names = |args: &[&str]| -> Vec<String> {
@@ -509,7 +513,7 @@ fn ps_filters_and_sizes() {
         let err = b.fails(&["ps", "-f", "status=sleepy"], 1);
         assert!(err.contains("Unrecognised filter value"), "{l}: {err}");
         let sizes = b.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
-        assert!(sizes.contains("wrote 6B (virtual "), "{l}: {sizes}");
+        assert!(sizes.contains("wrote 11B (virtual "), "{l}: {sizes}");
         assert!(sizes.contains("fresh 0B (virtual "), "{l}: {sizes}");
         let table = b.ok(&["ps", "-s"]);
         assert!(

@@ -489,8 +489,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8> {
     }
     let mut rows: Vec<Value> = records.iter().map(|r| ps_row(r, !a.no_trunc)).collect();
     if a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
-        for (row, r) in rows.iter_mut().zip(&records) {
-            let (rw, virt) = engine.container_size(r)?;
+        for (row, (rw, virt)) in rows.iter_mut().zip(engine.container_sizes(&records)?) {
             row["Size"] = json!(format!(
                 "{} (virtual {})",
                 crate::format::human_size(rw),

@@ -463,20 +463,23 @@ impl Engine {
         Ok(hide_mount_points(changes))
     }
 
-    /// `ps -s`: the bytes the container wrote (its writable layer) and
+    /// `ps -s`: the bytes each container wrote (its writable layer) and
     /// those plus its image's ("virtual").
-    pub fn container_size(&self, record: &ContainerRecord) -> CResult<(u64, u64)> {
-        let rw = match self.store.mount(&record.id)? {
-            Some(m) => dir_size(&self.snapshotter()?.upper_dir(&m.mount_id)?),
-            None => 0,
-        };
-        let image = match record.image.parse::<ImageId>() {
-            Ok(id) => self
-                .config(&id)
-                .map_or(0, |c| self.chain_size(&c.chain()).unwrap_or(0)),
-            Err(_) => 0,
-        };
-        Ok((rw, rw + image))
+    pub fn container_sizes(&self, records: &[ContainerRecord]) -> CResult<Vec<(u64, u64)>> {
+        let rw = self.writable_sizes(records)?;
+        Ok(records
+            .iter()
+            .zip(rw)
+            .map(|(record, rw)| {
+                let image = match record.image.parse::<ImageId>() {
+                    Ok(id) => self
+                        .config(&id)
+                        .map_or(0, |c| self.chain_size(&c.chain()).unwrap_or(0)),
+                    Err(_) => 0,
+                };
+                (rw, rw + image)
+            })
+            .collect())
     }
 
     /// For `rmi`: the short ID of a container created from `image`, if any
@@ -488,28 +491,6 @@ impl Engine {
         })?;
         Ok(users.first().map(|r| r.id[..12].to_string()))
     }
-}
-
-/// Bytes in regular files under `dir` (hard links once), 0 if unreadable.
-fn dir_size(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert(meta.ino())) {
-                total += meta.len();
-            }
-        }
-    }
-    total
 }
 
 /// The files berth binds over (`/etc/hostname`, `/etc/hosts`,

@@ -588,12 +588,12 @@ impl Engine {
         {
             return Err(already());
         }
-        // Rootless with a union driver, this process becomes root of the
-        // container's user namespace, with a mount namespace of its own,
+        // Rootless, this process becomes root of the container's user
+        // namespace, with a mount namespace of its own,
         // before it mounts anything (and before any FUSE thread starts). The
         // rootfs mount is then private to it.
         log::debug!("monitor: locked");
-        let inside_userns = super::rootless::union_driver(self);
+        let inside_userns = super::rootless::in_monitor_userns(self);
         if inside_userns {
             berth_launch::enter_rootless_namespaces()?;
         }
@@ -606,35 +606,22 @@ impl Engine {
         }
         let rootfs = dir.join("rootfs");
         unmount_rootfs(&rootfs)?;
-        // Rootless with vfs, the plain directory is bound by the launcher
-        // inside the container's user namespace; union mounts are made here,
-        // in the namespaces entered above.
-        let direct = match (self.rootless && !inside_userns, mounts.as_slice()) {
-            (false, _) => None,
-            (true, [m]) if m.fstype == "bind" => Some(PathBuf::from(&m.source)),
-            (true, _) => return Err(ContainerError::RootlessUnsupported),
-        };
-        let (rootfs, guard) = match direct {
-            Some(dir) => (dir, None),
-            None => {
-                std::fs::create_dir(&rootfs)
-                    .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
-                let guard = match berth_snapshot::mount_all(&mounts, &rootfs) {
-                    // Kernels before 5.10 know no `volatile`.
-                    Err(_)
-                        if mounts
-                            .iter()
-                            .any(|m| m.options.iter().any(|o| o == "volatile")) =>
-                    {
-                        for m in &mut mounts {
-                            m.options.retain(|o| o != "volatile");
-                        }
-                        berth_snapshot::mount_all(&mounts, &rootfs)?
-                    }
-                    other => other?,
-                };
-                (rootfs, Some(guard))
+        // Made here, in the namespaces entered above when rootless.
+        std::fs::create_dir(&rootfs)
+            .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
+        let guard = match berth_snapshot::mount_all(&mounts, &rootfs) {
+            // Kernels before 5.10 know no `volatile`.
+            Err(_)
+                if mounts
+                    .iter()
+                    .any(|m| m.options.iter().any(|o| o == "volatile")) =>
+            {
+                for m in &mut mounts {
+                    m.options.retain(|o| o != "volatile");
+                }
+                berth_snapshot::mount_all(&mounts, &rootfs)?
             }
+            other => other?,
         };
 
         log::debug!("monitor: root filesystem mounted");
@@ -692,10 +679,8 @@ impl Engine {
                 record.state.error = e.to_string();
                 record.state.finished_at = now_rfc3339();
                 let _ = state::save(&dir, &record);
-                if guard.is_some() {
-                    drop(guard);
-                    let _ = std::fs::remove_dir(&rootfs);
-                }
+                drop(guard);
+                let _ = std::fs::remove_dir(&rootfs);
                 return Err(e);
             }
         };
@@ -788,13 +773,10 @@ impl Engine {
         hub.close_stdin();
         // Unmount before recording the exit: `rm -f` waits for the record
         // to say exited, then removes what is left.
-        let unmounted = match guard {
-            Some(g) => g
-                .unmount()
-                .map_err(ContainerError::from)
-                .and_then(|()| unmount_rootfs(&rootfs)),
-            None => Ok(()),
-        };
+        let unmounted = guard
+            .unmount()
+            .map_err(ContainerError::from)
+            .and_then(|()| unmount_rootfs(&rootfs));
         log::debug!("monitor: outputs closed, root filesystem unmounted");
         let code = match &waited {
             Ok(status) => status.code(),

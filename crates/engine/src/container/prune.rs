@@ -6,8 +6,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::error::{CResult, ContainerError};
-use super::run;
 use super::state::Record;
+use super::{rootless, run};
 use crate::Engine;
 
 /// What `container prune` did.
@@ -27,10 +27,13 @@ impl Engine {
             if run::is_running(&record) {
                 continue;
             }
-            let size = self.writable_size(&record).unwrap_or_else(|e| {
-                log::warn!("measuring container {}: {e}", &record.id[..12]);
-                0
-            });
+            let size = self
+                .writable_sizes(std::slice::from_ref(&record))
+                .map(|s| s[0])
+                .unwrap_or_else(|e| {
+                    log::warn!("measuring container {}: {e}", &record.id[..12]);
+                    0
+                });
             match self.remove_container(&record.id, false) {
                 Ok(id) => {
                     report.deleted.push(id);
@@ -44,13 +47,35 @@ impl Engine {
         Ok(report)
     }
 
-    /// Docker's `SizeRw`: the bytes in the container's writable layer.
-    fn writable_size(&self, record: &Record) -> CResult<u64> {
-        let Some(mount) = self.store.mount(&record.id)? else {
-            return Ok(0);
+    /// Docker's `SizeRw` of each record: the bytes in its writable layer.
+    /// Rootless with a union driver, those layers hold files of subordinate
+    /// ids that only root of a user namespace may read: all are measured
+    /// in one.
+    pub(crate) fn writable_sizes(&self, records: &[Record]) -> CResult<Vec<u64>> {
+        let mut mounts = Vec::with_capacity(records.len());
+        for r in records {
+            mounts.push(self.store.mount(&r.id)?.map(|m| m.mount_id));
+        }
+        let snapshotter = self.snapshotter()?;
+        let measure = || -> CResult<Vec<u64>> {
+            let mut sizes = Vec::with_capacity(mounts.len());
+            for m in &mounts {
+                sizes.push(match m {
+                    Some(id) => dir_size(&snapshotter.upper_dir(id)?, &mut HashSet::new()),
+                    None => 0,
+                });
+            }
+            Ok(sizes)
         };
-        let upper = self.snapshotter()?.upper_dir(&mount.mount_id)?;
-        Ok(dir_size(&upper, &mut HashSet::new()))
+        if !rootless::needs_userns(self) {
+            return measure();
+        }
+        let bytes =
+            rootless::in_userns(|| Ok(measure()?.iter().flat_map(|s| s.to_le_bytes()).collect()))?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
     }
 }
 

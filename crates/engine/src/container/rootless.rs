@@ -1,4 +1,4 @@
-//! Rootless containers on a union driver (overlay, fuse): their root
+//! Rootless containers (overlay, fuse and vfs alike): their root
 //! filesystem is mounted inside the container's user namespace, and their
 //! writable layer holds files owned by subordinate ids (a file chowned to
 //! 1000 inside belongs to 100999 on the host), which the user can only
@@ -24,15 +24,16 @@ use super::{ChangeKind, ContainerChange};
 use crate::Engine;
 
 /// Whether this engine's containers live in a user namespace of their own
-/// monitor: rootless with a union driver (vfs is bound in by the launcher).
-pub(crate) fn union_driver(engine: &Engine) -> bool {
-    engine.rootless && engine.driver() != "vfs"
+/// monitor, which mounts their root filesystem there: rootless, on every
+/// driver (a vfs container's files belong to subordinate ids too).
+pub(crate) fn in_monitor_userns(engine: &Engine) -> bool {
+    engine.rootless
 }
 
-/// Whether touching a container's files needs a user namespace first: a
-/// union driver, and this process not already root of one.
+/// Whether touching a container's files needs a user namespace first:
+/// rootless, and this process not already root of one.
 pub(crate) fn needs_userns(engine: &Engine) -> bool {
-    union_driver(engine) && !rustix::process::geteuid().is_root()
+    in_monitor_userns(engine) && !rustix::process::geteuid().is_root()
 }
 
 /// Runs `f` as root of a fresh rootless user namespace and returns its bytes.
