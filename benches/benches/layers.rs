@@ -27,6 +27,7 @@ fn opts() -> ApplyOptions<'static> {
             xattr_prefix: OpaquePrefix::User,
         },
         chown: false,
+        record_owners: false,
         progress: None,
     }
 }
