@@ -84,6 +84,10 @@ fn test(filter: Option<&str>, no_setup: bool) -> Result<()> {
     let mut cargo = env::cargo();
     cargo.args(["build", "--workspace", "--bins"]);
     env::run(&mut cargo)?;
+    // The criterion benches are not tests, but they must keep compiling.
+    let mut cargo = env::cargo();
+    cargo.args(["check", "--workspace", "--benches"]);
+    env::run(&mut cargo)?;
 
     let mut cargo = env::cargo();
     cargo.args(["test", "--workspace", "--no-fail-fast"]);
