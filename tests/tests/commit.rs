@@ -722,11 +722,17 @@ fn container_prune_asks_then_removes_stopped_containers() {
     }
 }
 
-/// As an unprivileged user (vfs is the driver rootless containers use),
-/// commit, export and cp work the same.
+/// As an unprivileged user, on every driver, commit, export and cp work
+/// the same.
 #[test]
-fn rootless_vfs_commit_export_cp() {
-    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
+fn rootless_commit_export_cp() {
+    for driver in ["overlay", "fuse", "vfs"] {
+        rootless_commit_export_cp_on(driver);
+    }
+}
+
+fn rootless_commit_export_cp_on(driver: &str) {
+    let Some(b) = Berth::new().with_driver(driver).as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };

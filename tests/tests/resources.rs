@@ -592,7 +592,13 @@ fn bad_flags_exit_125_with_dockers_messages_and_create_nothing() {
 
 #[test]
 fn rootless_limits_warn_and_the_container_runs() {
-    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
+    for driver in ["overlay", "fuse", "vfs"] {
+        rootless_limits_warn_and_the_container_runs_on(driver);
+    }
+}
+
+fn rootless_limits_warn_and_the_container_runs_on(driver: &str) {
+    let Some(b) = Berth::new().with_driver(driver).as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };

@@ -670,11 +670,17 @@ fn bad_mount_flags_fail_with_125() {
     }
 }
 
-/// Rootless containers use the vfs driver: volumes, binds and image
-/// VOLUMEs work for the unprivileged test user too.
+/// Volumes, binds and image VOLUMEs work for the unprivileged test user
+/// too, on every driver.
 #[test]
-fn rootless_vfs_volumes_as_the_test_user() {
-    let Some(b) = Berth::new().with_driver("vfs").as_test_user() else {
+fn rootless_volumes_as_the_test_user() {
+    for driver in ["overlay", "fuse", "vfs"] {
+        rootless_volumes_as_the_test_user_on(driver);
+    }
+}
+
+fn rootless_volumes_as_the_test_user_on(driver: &str) {
+    let Some(b) = Berth::new().with_driver(driver).as_test_user() else {
         eprintln!("skipped: no unprivileged test user (cargo xtask test creates one)");
         return;
     };

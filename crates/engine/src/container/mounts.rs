@@ -502,24 +502,33 @@ impl Engine {
         if !record.mount_points.values().any(|m| m.copy_data) {
             return Ok(());
         }
-        let mounts = self.snapshotter()?.mounts(mount_id)?;
-        if let [m] = mounts.as_slice() {
-            if m.fstype == "bind" {
-                return self.seed_from(record, Path::new(&m.source));
+        let seed = || -> CResult<()> {
+            let mounts = self.snapshotter()?.mounts(mount_id)?;
+            if let [m] = mounts.as_slice() {
+                if m.fstype == "bind" {
+                    return self.seed_from(record, Path::new(&m.source));
+                }
             }
+            let rootfs = self.container_dir(&record.id).join("rootfs");
+            fs::create_dir(&rootfs)
+                .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
+            let seeded = berth_snapshot::mount_all(&mounts, &rootfs)
+                .map_err(ContainerError::from)
+                .and_then(|guard| {
+                    let seeded = self.seed_from(record, &rootfs);
+                    guard.unmount()?;
+                    seeded
+                });
+            let _ = fs::remove_dir(&rootfs);
+            seeded
+        };
+        // Rootless, the layer is mounted (and its files of subordinate ids
+        // read) as root of a user namespace, as the monitor does.
+        if super::rootless::needs_userns(self) {
+            super::rootless::in_userns(|| seed().map(|()| Vec::new())).map(drop)
+        } else {
+            seed()
         }
-        let rootfs = self.container_dir(&record.id).join("rootfs");
-        fs::create_dir(&rootfs)
-            .map_err(|e| ContainerError::io(format!("creating {}", rootfs.display()), e))?;
-        let seeded = berth_snapshot::mount_all(&mounts, &rootfs)
-            .map_err(ContainerError::from)
-            .and_then(|guard| {
-                let seeded = self.seed_from(record, &rootfs);
-                guard.unmount()?;
-                seeded
-            });
-        let _ = fs::remove_dir(&rootfs);
-        seeded
     }
 
     /// Copies what the image has at each seeded volume's destination in
