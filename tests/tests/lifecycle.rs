@@ -415,9 +415,10 @@ fn run_it_and_exec_it_work_under_a_real_pty() {
             "busybox",
             "sh",
             "-c",
-            "while :; do echo READY; echo size:$(stty size); sleep 0.1; done",
+            // READY once the client's size arrived (under_pty waits for it).
+            "while :; do s=$(stty size); echo size:$s; [ \"$s\" = \"33 111\" ] && echo READY; sleep 0.1; done",
         ]);
-        let (out, code) = under_pty(&b, "attach sized", &["", "", "", "", "", "\x10\x11"]);
+        let (out, code) = under_pty(&b, "attach sized", &["\x10\x11"]);
         assert!(out.contains("size:33 111"), "{l}: {out}");
         assert_eq!(code, Some(0), "{l}: detached: {out}");
         assert_eq!(status(&b, "sized"), "running 0", "{l}");
