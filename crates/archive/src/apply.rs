@@ -16,10 +16,10 @@ use tar::EntryType;
 
 use crate::compress::{Compression, Decoder};
 use crate::fsops;
-use crate::owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 use crate::split::{Recorder, SharedSplit, SplitOptions, SplitState};
 use crate::whiteout::{parse_whiteout, Whiteout, WHITEOUT_PREFIX};
 use crate::ArchiveError;
+use berth_overridestat::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 
 /// Which xattr namespace marks an opaque directory: kernel overlayfs reads
 /// `trusted.overlay.opaque` as real root and `user.overlay.opaque` with `userxattr`.

@@ -17,7 +17,6 @@
 mod apply;
 mod compress;
 mod fsops;
-mod owners;
 mod split;
 mod whiteout;
 mod write;
@@ -28,8 +27,8 @@ use std::path::PathBuf;
 pub use apply::{
     apply_layer, apply_layer_split, AppliedLayer, ApplyOptions, OpaquePrefix, WhiteoutFormat,
 };
+pub use berth_overridestat::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 pub use compress::{decompress, sniff, Compression};
-pub use owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 pub use split::{reassemble, Reassembled, SplitOptions};
 pub use whiteout::{parse_whiteout, Whiteout};
 pub use write::{write_layer, write_layer_filtered, write_tree};

@@ -14,9 +14,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::fsops;
-use crate::owners::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 use crate::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::ArchiveError;
+use berth_overridestat::{OverrideKind, OverrideStat, OVERRIDE_XATTR};
 
 const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 

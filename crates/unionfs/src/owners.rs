@@ -14,6 +14,7 @@
 
 use std::os::fd::RawFd;
 
+use berth_overridestat::{OverrideKind, OverrideStat};
 use fuser::FileAttr;
 
 use crate::fs::UnionFs;
@@ -21,101 +22,61 @@ use crate::inode::Node;
 use crate::sys::{self, Errno, SysResult};
 
 /// The xattr's name.
-pub(crate) const OVERRIDE_XATTR: &[u8] = b"user.containers.override_stat";
+pub(crate) const OVERRIDE_XATTR: &[u8] = berth_overridestat::OVERRIDE_XATTR.as_bytes();
 const OVERRIDE_XATTR_C: &std::ffi::CStr = c"user.containers.override_stat";
 
-/// A decoded override.
+/// A decoded override, in the one codec berth shares with its unpacker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Override {
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    /// Permission, set-id and sticky bits.
-    pub(crate) mode: u32,
-    /// The type to show (`S_IFMT` bits) and device number, when the value
-    /// names one; None for `file`/`dir` or no type field.
-    pub(crate) kind: Option<(u32, u64)>,
-    /// The type field as written, kept when the value is rewritten.
-    raw_kind: Option<[u8; 32]>,
-}
+pub(crate) struct Override(OverrideStat);
 
 impl Override {
     pub(crate) fn parse(value: &[u8]) -> Option<Override> {
-        let text = std::str::from_utf8(value).ok()?.trim_end_matches('\0');
-        let mut parts = text.splitn(4, ':');
-        let uid = parts.next()?.parse().ok()?;
-        let gid = parts.next()?.parse().ok()?;
-        let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
-        if mode > 0o7777 {
-            return None;
-        }
-        let (kind, raw_kind) = match parts.next() {
-            None => (None, None),
-            Some(t) => {
-                let device = |rest: &str| -> Option<u64> {
-                    let mut it = rest.split('-');
-                    let major: u32 = it.next()?.parse().ok()?;
-                    let minor: u32 = it.next()?.parse().ok()?;
-                    Some(libc::makedev(major, minor))
-                };
-                let kind = match t {
-                    "file" | "dir" => None,
-                    "symlink" => Some((libc::S_IFLNK, 0)),
-                    "pipe" => Some((libc::S_IFIFO, 0)),
-                    "socket" => Some((libc::S_IFSOCK, 0)),
-                    _ => {
-                        if let Some(rest) = t.strip_prefix("char-") {
-                            Some((libc::S_IFCHR, device(rest)?))
-                        } else if let Some(rest) = t.strip_prefix("block-") {
-                            Some((libc::S_IFBLK, device(rest)?))
-                        } else {
-                            return None;
-                        }
-                    }
-                };
-                let mut raw = [0u8; 32];
-                let t = t.as_bytes();
-                if t.len() > raw.len() {
-                    return None;
-                }
-                raw[..t.len()].copy_from_slice(t);
-                (kind, Some(raw))
-            }
-        };
-        Some(Override {
-            uid,
-            gid,
-            mode,
-            kind,
-            raw_kind,
-        })
+        OverrideStat::parse(value).map(Override)
     }
 
     /// A new override for an object of disk type `ifmt`.
     fn new(uid: u32, gid: u32, mode: u32, ifmt: u32) -> Override {
-        let name: &[u8] = if ifmt == libc::S_IFDIR {
-            b"dir"
+        let kind = if ifmt == libc::S_IFDIR {
+            OverrideKind::Dir
         } else {
-            b"file"
+            OverrideKind::File
         };
-        let mut raw = [0u8; 32];
-        raw[..name.len()].copy_from_slice(name);
-        Override {
+        Override(OverrideStat {
             uid,
             gid,
             mode: mode & 0o7777,
-            kind: None,
-            raw_kind: Some(raw),
-        }
+            kind: Some(kind),
+        })
+    }
+
+    /// The type to show (`S_IFMT` bits) and device number, when the value
+    /// names another than the disk's (`file`, `dir` or none do not).
+    pub(crate) fn shown_kind(&self) -> Option<(u32, u64)> {
+        Some(match self.0.kind? {
+            OverrideKind::File | OverrideKind::Dir => return None,
+            OverrideKind::Symlink => (libc::S_IFLNK, 0),
+            OverrideKind::Pipe => (libc::S_IFIFO, 0),
+            OverrideKind::Socket => (libc::S_IFSOCK, 0),
+            OverrideKind::Block { major, minor } => (libc::S_IFBLK, libc::makedev(major, minor)),
+            OverrideKind::Char { major, minor } => (libc::S_IFCHR, libc::makedev(major, minor)),
+        })
     }
 
     pub(crate) fn format(&self) -> Vec<u8> {
-        let mut out = format!("{}:{}:{:04o}", self.uid, self.gid, self.mode & 0o7777).into_bytes();
-        if let Some(raw) = &self.raw_kind {
-            let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-            out.push(b':');
-            out.extend_from_slice(&raw[..len]);
-        }
-        out
+        self.0.format().into_bytes()
+    }
+}
+
+impl std::ops::Deref for Override {
+    type Target = OverrideStat;
+    fn deref(&self) -> &OverrideStat {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Override {
+    fn deref_mut(&mut self) -> &mut OverrideStat {
+        &mut self.0
     }
 }
 
@@ -197,7 +158,7 @@ impl UnionFs {
         (a.uid, a.gid) = self.shown_ids(o.uid, o.gid);
         a.perm = (o.mode & 0o7777) as u16;
         // A device node kept as an empty file shows as the device.
-        if let Some((ifmt, rdev)) = o.kind {
+        if let Some((ifmt, rdev)) = o.shown_kind() {
             if st.st_mode & libc::S_IFMT == libc::S_IFREG && ifmt != libc::S_IFLNK {
                 a.kind = crate::fs::file_type(ifmt);
                 a.rdev = rdev as u32;
@@ -322,10 +283,13 @@ mod tests {
             assert_eq!(Override::parse(v).unwrap().format(), v);
         }
         let old = Override::parse(b"1:2:755").unwrap();
-        assert_eq!((old.uid, old.gid, old.mode, old.kind), (1, 2, 0o755, None));
+        assert_eq!(
+            (old.uid, old.gid, old.mode, old.shown_kind()),
+            (1, 2, 0o755, None)
+        );
         assert_eq!(old.format(), b"1:2:0755");
         assert_eq!(
-            Override::parse(b"0:0:0666:block-8-1").unwrap().kind,
+            Override::parse(b"0:0:0666:block-8-1").unwrap().shown_kind(),
             Some((libc::S_IFBLK, libc::makedev(8, 1)))
         );
         for bad in [&b""[..], b"1:2", b"x:1:755", b"1:2:9", b"1:2:755:door"] {

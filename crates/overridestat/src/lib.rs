@@ -1,8 +1,9 @@
 //! Owners and modes that could not be written to disk, kept beside the file
 //! in containers/storage's `user.containers.override_stat` xattr (what
 //! fuse-overlayfs reads with `xattr_permissions=2`). An unprivileged user
-//! cannot chown, so a rootless unpack records the tar header's owner there
-//! instead; berth-unionfs shows it, and writing a layer reads it back.
+//! cannot chown, so a rootless unpack (berth-archive) records the tar
+//! header's owner there instead; berth-unionfs shows and updates it, and
+//! writing a layer reads it back. This crate is the value's one codec.
 //!
 //! The value is `UID:GID:MODE[:TYPE]`: decimal ids, the permission bits in
 //! octal (`%04o`), and the file type (`file`, `dir`, `symlink`, `pipe`,
@@ -38,8 +39,12 @@ pub struct OverrideStat {
 
 impl OverrideStat {
     /// The xattr value, as containers/storage formats it.
+    /// A value without a type (fuse-overlayfs 1.x's) stays without one.
     pub fn format(&self) -> String {
-        let kind = match self.kind.unwrap_or(OverrideKind::File) {
+        let Some(kind) = self.kind else {
+            return format!("{}:{}:{:04o}", self.uid, self.gid, self.mode & 0o7777);
+        };
+        let kind = match kind {
             OverrideKind::File => "file".to_string(),
             OverrideKind::Dir => "dir".to_string(),
             OverrideKind::Symlink => "symlink".to_string(),
@@ -139,6 +144,7 @@ mod tests {
             (old.uid, old.gid, old.mode, old.kind),
             (33, 33, 0o755, None)
         );
+        assert_eq!(old.format(), "33:33:0755");
         assert_eq!(
             OverrideStat::parse(b"1:2:2775:dir").unwrap().kind,
             Some(OverrideKind::Dir)
