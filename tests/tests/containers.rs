@@ -547,3 +547,32 @@ fn rootless_union_containers_run_as_the_user_on_the_host() {
         assert_clean(&b, layers);
     }
 }
+
+/// With no driver named, root gets kernel overlayfs and an unprivileged
+/// user berth-unionfs (which shows the image's owners a rootless unpack
+/// could not write; kernel overlayfs would show them all as root), each
+/// falling back where the machine lacks it; a root keeps its driver.
+#[test]
+fn auto_selection_prefers_overlay_as_root_and_fuse_rootless() {
+    let overlay = std::fs::read_to_string("/proc/filesystems")
+        .unwrap()
+        .lines()
+        .any(|l| l.trim_end().ends_with("\toverlay"));
+    let fuse_for_all = std::fs::metadata("/dev/fuse")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006)
+        .unwrap_or(false);
+    let driver = |b: &Berth| b.ok(&["info", "-f", "{{.Driver}}"]).trim().to_string();
+    if is_root() && overlay {
+        let b = Berth::new();
+        assert_eq!(driver(&b), "overlay");
+        let b = with_busybox(b);
+        assert_eq!(b.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    }
+    if let (Some(b), true) = (Berth::new().as_test_user(), fuse_for_all) {
+        assert_eq!(driver(&b), "fuse");
+        let b = with_busybox(b);
+        assert_eq!(b.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+        // The store now has its driver: later commands keep it.
+        assert_eq!(driver(&b), "fuse");
+    }
+}

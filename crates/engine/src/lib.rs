@@ -37,7 +37,8 @@ pub use system::{DiskUsage, Info};
 pub use transfer::LoadReport;
 pub use volumes::{Volume, VolumeCreateOptions, VolumeError, VolumeFilter, VolumePruneReport};
 
-/// The storage drivers berth knows, in the order auto-selection tries them.
+/// The storage drivers berth knows (see [`preferred_driver`] for the
+/// order auto-selection tries them).
 pub const DRIVERS: &[&str] = &["overlay", "fuse", "vfs"];
 
 /// How to open the engine: the CLI's global flags.
@@ -92,8 +93,8 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// The driver a root already uses, else the first this machine supports:
-/// kernel overlayfs, then berth-unionfs over /dev/fuse, then plain copies.
+/// The driver a root already uses, else the first this machine supports
+/// (see [`preferred_driver`]).
 fn pick_driver(root: &std::path::Path) -> String {
     for d in DRIVERS {
         if root.join("image").join(d).is_dir() {
@@ -101,14 +102,42 @@ fn pick_driver(root: &std::path::Path) -> String {
         }
     }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if filesystems
+    let overlay = filesystems
         .lines()
-        .any(|l| l.trim_end().ends_with("\toverlay"))
-    {
-        return "overlay".into();
+        .any(|l| l.trim_end().ends_with("\toverlay"));
+    let fuse = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok();
+    preferred_driver(!is_root(), overlay, fuse).to_string()
+}
+
+/// As root: kernel overlayfs, then berth-unionfs, then plain copies.
+/// Rootless, berth-unionfs comes first: a rootless unpack cannot chown, so
+/// the image's other owners (a postgres data dir, a setuid binary) live in
+/// an xattr that berth-unionfs shows and kernel overlayfs cannot; with
+/// overlay every file would be root's inside the container.
+fn preferred_driver(rootless: bool, overlay: bool, fuse: bool) -> &'static str {
+    match (rootless, overlay, fuse) {
+        (true, _, true) => "fuse",
+        (_, true, _) => "overlay",
+        (_, false, true) => "fuse",
+        _ => "vfs",
     }
-    if std::path::Path::new("/dev/fuse").exists() {
-        return "fuse".into();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preferred_driver;
+
+    #[test]
+    fn root_prefers_overlay_and_rootless_prefers_fuse() {
+        assert_eq!(preferred_driver(false, true, true), "overlay");
+        assert_eq!(preferred_driver(false, false, true), "fuse");
+        assert_eq!(preferred_driver(false, false, false), "vfs");
+        assert_eq!(preferred_driver(true, true, true), "fuse");
+        assert_eq!(preferred_driver(true, true, false), "overlay");
+        assert_eq!(preferred_driver(true, false, false), "vfs");
     }
-    "vfs".into()
 }
