@@ -33,7 +33,7 @@ impl UnionFs {
         let st = self.copy_object(n.layer, &n.path, skip_data)?;
         self.nodes
             .lock()
-            .copied_up(ino, self.layers.all[0].dev, st.st_ino);
+            .copied_up(ino, self.layers.all[0].dev, st.st_ino, self.writes_clean_dirs());
         self.node(ino)
     }
 
@@ -61,7 +61,9 @@ impl UnionFs {
             .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
             .ok_or(Errno(libc::ENOENT))?;
         let st = self.copy_object(src, path, true)?;
-        self.nodes.lock().dir_now_in_upper(path);
+        self.nodes
+            .lock()
+            .dir_now_in_upper(path, self.writes_clean_dirs());
         Ok(st)
     }
 
@@ -154,6 +156,14 @@ impl UnionFs {
                 }
             }
         }
+    }
+}
+
+impl UnionFs {
+    /// Whether the upper directories this mount creates stay free of
+    /// `.wh.NAME` files (it writes character-device whiteouts).
+    pub(crate) fn writes_clean_dirs(&self) -> bool {
+        self.layers.style == crate::layers::WhiteoutStyle::CharDev
     }
 }
 

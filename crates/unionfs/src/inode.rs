@@ -44,6 +44,10 @@ pub(crate) struct Node {
     /// `security.capability`, which the kernel asks about before every
     /// write and chown, so that question needs no syscall.
     no_caps: bool,
+    /// Directories: the upper copy was made by this mount, which writes no
+    /// `.wh.NAME` files (character-device whiteouts), so a lookup need not
+    /// look for one there.
+    pub(crate) upper_clean: bool,
     nlookup: u64,
 }
 
@@ -62,6 +66,7 @@ impl Node {
             stale: false,
             alt: Vec::new(),
             no_caps: false,
+            upper_clean: false,
             nlookup: 0,
         }
     }
@@ -92,6 +97,7 @@ impl Nodes {
                 stale: false,
                 alt: Vec::new(),
                 no_caps: false,
+                upper_clean: false,
                 nlookup: 1,
             },
         );
@@ -119,6 +125,7 @@ impl Nodes {
             stale: true,
             alt: Vec::new(),
             no_caps: false,
+            upper_clean: false,
             nlookup: 0,
         });
         n.nlookup += 1;
@@ -165,13 +172,23 @@ impl Nodes {
         self.copied.get(&(dev, host_ino)).copied()
     }
 
-    /// Moves a node to the upper layer after copy-up.
-    pub(crate) fn copied_up(&mut self, ino: u64, upper_dev: u64, upper_host_ino: u64) {
+    /// Marks directory `ino` as given its upper copy by this mount (see
+    /// `upper_clean`).
+    pub(crate) fn set_upper_clean(&mut self, ino: u64) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.upper_clean = true;
+        }
+    }
+
+    /// Moves a node to the upper layer after copy-up; `clean` as for
+    /// [`dir_now_in_upper`](Self::dir_now_in_upper).
+    pub(crate) fn copied_up(&mut self, ino: u64, upper_dev: u64, upper_host_ino: u64, clean: bool) {
         if let Some(n) = self.map.get_mut(&ino) {
             n.layer = 0;
             if n.is_dir() {
                 if n.dir_layers.first() != Some(&0) {
                     n.dir_layers.insert(0, 0);
+                    n.upper_clean = clean;
                 }
             } else {
                 self.copied.insert((upper_dev, upper_host_ino), ino);
@@ -179,13 +196,15 @@ impl Nodes {
         }
     }
 
-    /// A directory got an upper copy (by path: its node may be unknown).
-    pub(crate) fn dir_now_in_upper(&mut self, path: &[u8]) {
+    /// A directory got an upper copy (by path: its node may be unknown);
+    /// `clean` when this mount writes no `.wh.NAME` files into it.
+    pub(crate) fn dir_now_in_upper(&mut self, path: &[u8], clean: bool) {
         for n in self.map.values_mut() {
             if n.is_dir() && n.path == path {
                 n.layer = 0;
                 if n.dir_layers.first() != Some(&0) {
                     n.dir_layers.insert(0, 0);
+                    n.upper_clean = clean;
                 }
             }
         }
@@ -286,7 +305,7 @@ mod tests {
     fn copy_up_keeps_number() {
         let mut n = Nodes::new(vec![0, 1]);
         n.remember(10, b"a".to_vec(), 1, libc::S_IFREG, vec![]);
-        n.copied_up(10, 7, 99);
+        n.copied_up(10, 7, 99, false);
         assert_eq!(n.copied_ino(7, 99), Some(10));
         assert_eq!(n.get(10).unwrap().layer, 0);
         n.unlinked(10, b"a", Some((7, 99)));

@@ -51,6 +51,8 @@ pub(crate) struct Layers {
     /// The xattr this mount writes to mark a directory opaque (CharDev style).
     pub(crate) opaque_xattr: &'static [u8],
     tmp_seq: AtomicU64,
+    /// Our pid, part of every scratch name (asked once: it is a syscall).
+    pid: u32,
 }
 
 /// Name of our scratch directory inside the work dir, apart from the
@@ -122,6 +124,7 @@ impl Layers {
             style: WhiteoutStyle::Files,
             opaque_xattr: b"user.overlay.opaque",
             tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
         };
         layers.probe();
         Ok(layers)
@@ -170,7 +173,7 @@ impl Layers {
     /// A fresh name inside the work dir.
     pub(crate) fn tmp_name(&self) -> Vec<u8> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{WORK_SUBDIR}/t{}-{n}", std::process::id()).into_bytes()
+        format!("{WORK_SUBDIR}/t{}-{n}", self.pid).into_bytes()
     }
 }
 

@@ -88,6 +88,9 @@ impl UnionFs {
         let mut nodes = self.nodes.lock();
         nodes.remember(ino, path, 0, st.st_mode & libc::S_IFMT, dir_layers);
         nodes.set_no_caps(ino, true);
+        if matches!(what, New::Dir) && self.writes_clean_dirs() {
+            nodes.set_upper_clean(ino);
+        }
         drop(nodes);
         Ok((attr, fd))
     }
@@ -182,7 +185,9 @@ impl UnionFs {
                 upper_key = Some((self.layers.all[0].dev, f.st.st_ino));
             }
         } else {
-            self.ensure_upper_dir(&p.path)?;
+            if !p.dir_layers.first().is_some_and(|&l| self.layers.is_upper(l)) {
+                self.ensure_upper_dir(&p.path)?;
+            }
             self.layers.whiteout(&f.path)?;
         }
         self.nodes.lock().unlinked(ino, &f.path, upper_key);
