@@ -14,7 +14,6 @@ use fuser::{
 };
 
 use crate::fs::{file_type, UnionFs};
-use crate::lane::{quick, Served, MOVE_TO_POOL};
 use crate::names::New;
 use crate::sys;
 use crate::xattr::XattrReply;
@@ -73,7 +72,7 @@ fn empty(r: sys::SysResult<()>, reply: ReplyEmpty) {
     }
 }
 
-impl Filesystem for Served {
+impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         for cap in [
             InitFlags::FUSE_DO_READDIRPLUS,
@@ -161,18 +160,20 @@ impl Filesystem for Served {
             && size.is_none()
             && atime.is_none()
             && mtime.is_none();
-        let unprivileged = (req.uid() != 0).then_some(kill_privs);
-        let fh = fh.map(|f| f.0);
-        let run = move |fs: &UnionFs| {
-            fs.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh, unprivileged)
-        };
-        let finish = |fs: &UnionFs, r: sys::SysResult<fuser::FileAttr>, reply: ReplyAttr| match r {
-            Ok(a) => reply.attr(&fs.ttl, &a),
+        let r = self.do_setattr(
+            ino.0,
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            fh.map(|f| f.0),
+            (req.uid() != 0).then_some(kill_privs),
+        );
+        match r {
+            Ok(a) => reply.attr(&self.ttl, &a),
             Err(err) => reply.error(e(err)),
-        };
-        match quick(|| run(self)) {
-            Err(MOVE_TO_POOL) => self.on_worker(move |fs| finish(fs, run(fs), reply)),
-            r => finish(self, r, reply),
         }
     }
 
@@ -244,13 +245,10 @@ impl Filesystem for Served {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (name, newname) = (b(name).to_vec(), b(newname).to_vec());
-        let run =
-            move |fs: &UnionFs| fs.do_rename(parent.0, &name, newparent.0, &newname, flags.bits());
-        match quick(|| run(self)) {
-            Err(MOVE_TO_POOL) => self.on_worker(move |fs| empty(run(fs), reply)),
-            r => empty(r, reply),
-        }
+        empty(
+            self.do_rename(parent.0, b(name), newparent.0, b(newname), flags.bits()),
+            reply,
+        );
     }
 
     fn link(
@@ -261,19 +259,14 @@ impl Filesystem for Served {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let newname = b(newname).to_vec();
-        let run = move |fs: &UnionFs| fs.do_link(ino.0, newparent.0, &newname);
-        match quick(|| run(self)) {
-            Err(MOVE_TO_POOL) => self.on_worker(move |fs| fs.reply_entry(run(fs), reply)),
-            r => self.reply_entry(r, reply),
-        }
+        self.reply_entry(self.do_link(ino.0, newparent.0, b(newname)), reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let finish = move |fs: &UnionFs, r: sys::SysResult<_>, reply: ReplyOpen| match r {
+        match self.open_fd(ino.0, flags.0) {
             Ok((fd, upper)) => {
-                let mode = fs.open_mode(ino.0, &fd, upper, |fd| reply.open_backing(fd));
-                let (fh, fl) = fs.add_file(fd, &mode);
+                let mode = self.open_mode(ino.0, &fd, upper, |fd| reply.open_backing(fd));
+                let (fh, fl) = self.add_file(fd, &mode);
                 match &mode {
                     crate::file::OpenMode::Passthrough(bk) => {
                         reply.opened_passthrough(FileHandle(fh), fl, bk)
@@ -282,12 +275,6 @@ impl Filesystem for Served {
                 }
             }
             Err(err) => reply.error(e(err)),
-        };
-        match quick(|| self.open_fd(ino.0, flags.0)) {
-            Err(MOVE_TO_POOL) => {
-                self.on_worker(move |fs| finish(fs, fs.open_fd(ino.0, flags.0), reply))
-            }
-            r => finish(self, r, reply),
         }
     }
 
@@ -302,11 +289,10 @@ impl Filesystem for Served {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // May wait for the disk: keep the session thread free.
-        self.on_worker(move |fs| match fs.do_read(fh.0, offset, size) {
+        match self.do_read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(err) => reply.error(e(err)),
-        });
+        }
     }
 
     fn write(
@@ -360,7 +346,7 @@ impl Filesystem for Served {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.on_worker(move |fs| empty(fs.do_fsync(fh.0, datasync), reply));
+        empty(self.do_fsync(fh.0, datasync), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -510,29 +496,19 @@ impl Filesystem for Served {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let (name, value) = (b(name).to_vec(), value.to_vec());
-        let run = move |fs: &UnionFs| fs.do_setxattr(ino.0, &name, &value, flags);
-        match quick(|| run(self)) {
-            Err(MOVE_TO_POOL) => self.on_worker(move |fs| empty(run(fs), reply)),
-            r => empty(r, reply),
-        }
+        empty(self.do_setxattr(ino.0, b(name), value, flags), reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        UnionFs::reply_xattr(self.do_getxattr(ino.0, b(name), size), reply);
+        Self::reply_xattr(self.do_getxattr(ino.0, b(name), size), reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        UnionFs::reply_xattr(self.do_listxattr(ino.0, size), reply);
+        Self::reply_xattr(self.do_listxattr(ino.0, size), reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = b(name).to_vec();
-        let run = move |fs: &UnionFs| fs.do_removexattr(ino.0, &name);
-        match quick(|| run(self)) {
-            Err(MOVE_TO_POOL) => self.on_worker(move |fs| empty(run(fs), reply)),
-            r => empty(r, reply),
-        }
+        empty(self.do_removexattr(ino.0, b(name)), reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -601,7 +577,7 @@ impl Filesystem for Served {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.on_worker(move |fs| empty(fs.do_fallocate(fh.0, offset, length, mode), reply));
+        empty(self.do_fallocate(fh.0, offset, length, mode), reply);
     }
 
     fn lseek(

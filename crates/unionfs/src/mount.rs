@@ -5,7 +5,6 @@ use std::path::Path;
 use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::fs::UnionFs;
-use crate::lane::Served;
 use crate::layers::LayerError;
 use crate::options::Options;
 
@@ -28,7 +27,7 @@ pub enum MountError {
 /// Opens the layers and mounts them at `mountpoint`. The mount is ready
 /// (the kernel's INIT is answered) when this returns; call
 /// [`Session::run`] to serve it.
-pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<Served>, MountError> {
+pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, MountError> {
     // Modes arrive already masked by the caller's umask; ours must not mask
     // them again.
     // SAFETY: umask cannot fail.
@@ -56,10 +55,9 @@ pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<Served>, Mou
     } else {
         SessionACL::Owner
     };
-    // One thread reads and answers; slow work moves to `fs.threads`
-    // workers (see `lane`).
-    config.n_threads = Some(1);
-    Session::new(Served::new(fs), mountpoint, &config).map_err(|source| MountError::Mount {
+    config.n_threads = Some(fs.threads);
+    config.clone_fd = true;
+    Session::new(fs, mountpoint, &config).map_err(|source| MountError::Mount {
         path: mountpoint.to_path_buf(),
         source,
     })
