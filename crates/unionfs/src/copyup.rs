@@ -31,9 +31,12 @@ impl UnionFs {
         let (parent, _) = sys::split(&n.path);
         self.ensure_upper_dir(parent)?;
         let st = self.copy_object(n.layer, &n.path, skip_data)?;
-        self.nodes
-            .lock()
-            .copied_up(ino, self.layers.all[0].dev, st.st_ino, self.writes_clean_dirs());
+        self.nodes.lock().copied_up(
+            ino,
+            self.layers.all[0].dev,
+            st.st_ino,
+            self.writes_clean_dirs(),
+        );
         self.node(ino)
     }
 

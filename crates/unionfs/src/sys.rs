@@ -330,7 +330,10 @@ pub(crate) fn lgetxattr(dirfd: RawFd, path: &[u8], name: &[u8]) -> SysResult<Vec
 
 /// Calls `f` with a buffer that grows while the kernel answers ERANGE (a
 /// value larger than the buffer), up to 1 MiB.
-fn read_growing(start: usize, mut f: impl FnMut(&mut [u8]) -> SysResult<isize>) -> SysResult<Vec<u8>> {
+fn read_growing(
+    start: usize,
+    mut f: impl FnMut(&mut [u8]) -> SysResult<isize>,
+) -> SysResult<Vec<u8>> {
     let mut buf = vec![0u8; start];
     loop {
         match f(&mut buf) {

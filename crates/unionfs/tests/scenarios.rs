@@ -224,6 +224,47 @@ except OSError as e:
 }
 
 #[test]
+fn rename_exchange_swaps_with_copy_up_and_lower_dirs_get_exdev() {
+    each_mode(
+        1,
+        |f| {
+            let l = f.lower(0);
+            w(l.join("lf"), "lower f");
+            w(l.join("ld/x"), "x");
+            w(l.join("ld2/hidden"), "h");
+        },
+        r#"
+        X() { $PY -c "import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2)
+print(0 if r == 0 else ctypes.get_errno())" "$1" "$2"; }
+        echo upper > $M/uf
+        expect "X $M/lf $M/uf" 0
+        expect "cat $M/lf" upper
+        expect "cat $M/uf" "lower f"
+        expect "X $M/ld $M/uf" 18
+        expect "X $M/uf $M/ld" 18
+        expect "X $M/lf $M/nope" 2
+        mkdir $M/ud && touch $M/ud/y
+        rm -rf $M/ld2 && mkdir $M/ld2 && touch $M/ld2/z
+        expect "X $M/ud $M/ld2" 0
+        expect "ls $M/ld2" y
+        expect "ls $M/ud" z
+        mkdir $M/ud3 && echo q > $M/ud3/q
+        expect "X $M/ud3 $M/lf" 0
+        expect "cat $M/ud3" upper
+        expect "cat $M/lf/q" q
+        "#,
+        |f, _| {
+            assert_eq!(fs::read_to_string(f.upper.join("uf")).unwrap(), "lower f");
+            assert_eq!(fs::read_to_string(f.upper.join("ud3")).unwrap(), "upper\n");
+            assert!(f.upper.join("lf/q").exists());
+            assert!(f.upper.join("ld2/y").exists());
+        },
+    );
+}
+
+#[test]
 fn hard_links_symlinks_and_special_files() {
     each_mode(
         1,
