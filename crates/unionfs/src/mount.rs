@@ -1,12 +1,15 @@
 //! Turning [`Options`] into a mounted FUSE session.
 
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::fs::UnionFs;
 use crate::layers::LayerError;
 use crate::options::Options;
+use crate::sys;
 
 /// Why a mount failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,10 +27,70 @@ pub enum MountError {
     },
 }
 
+/// A mounted, not yet served, overlay.
+pub struct Mounted {
+    session: Session<UnionFs>,
+    /// Set when we mounted it ourselves (not through fuser/fusermount3),
+    /// so unmounting is ours too.
+    direct: Option<PathBuf>,
+}
+
+impl Mounted {
+    /// A handle that unmounts from any thread (for signal handlers).
+    pub fn unmounter(&mut self) -> Unmounter {
+        match &self.direct {
+            Some(p) => Unmounter(UnmountBy::Direct(p.clone())),
+            None => Unmounter(UnmountBy::Fuser(self.session.unmount_callable())),
+        }
+    }
+
+    /// Serves requests until the filesystem is unmounted.
+    pub fn run(self) -> std::io::Result<()> {
+        self.session.run()
+    }
+}
+
+/// Unmounts a [`Mounted`] overlay; the serving [`Mounted::run`] then returns.
+pub struct Unmounter(UnmountBy);
+
+enum UnmountBy {
+    Fuser(SessionUnmounter),
+    Direct(PathBuf),
+}
+
+impl Unmounter {
+    /// Unmounts (lazily when the mount is busy).
+    pub fn unmount(&mut self) -> std::io::Result<()> {
+        match &mut self.0 {
+            UnmountBy::Fuser(u) => u.unmount(),
+            UnmountBy::Direct(p) => {
+                let c = sys::cpath(p.as_os_str().as_bytes()).map_err(errno_io)?;
+                // SAFETY: a valid C string.
+                if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                    return Ok(());
+                }
+                // SAFETY: as above.
+                if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+                    return Ok(());
+                }
+                Err(std::io::Error::last_os_error())
+            }
+        }
+    }
+}
+
+fn errno_io(e: sys::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.0)
+}
+
+/// The filesystem type the mount shows (`fuse.SUBTYPE`, as fuse-overlayfs's
+/// `fuse.fuse-overlayfs`), so tools can tell our mounts apart.
+pub const FSTYPE: &str = "fuse.berth-unionfs";
+
 /// Opens the layers and mounts them at `mountpoint`. The mount is ready
 /// (the kernel's INIT is answered) when this returns; call
-/// [`Session::run`] to serve it.
-pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, MountError> {
+/// [`Mounted::run`] to serve it.
+pub fn session(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
     // Modes arrive already masked by the caller's umask; ours must not mask
     // them again.
     // SAFETY: umask cannot fail.
@@ -35,6 +98,10 @@ pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, Mo
     let fs = UnionFs::new(opts)?;
     // SAFETY: trivial getter.
     let root = unsafe { libc::geteuid() } == 0;
+    let mount_err = |source| MountError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
     let mut mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
         MountOption::Subtype("berth-unionfs".into()),
@@ -57,8 +124,82 @@ pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, Mo
     };
     config.n_threads = Some(fs.threads);
     config.clone_fd = true;
-    Session::new(fs, mountpoint, &config).map_err(|source| MountError::Mount {
-        path: mountpoint.to_path_buf(),
-        source,
+    // fuser mounts directly with the bare type `fuse`; mount(2) ourselves so
+    // the type carries the subtype. Without the privilege for that, fuser
+    // goes through fusermount3, which passes the subtype on by itself.
+    if let Some(fd) = mount_direct(opts, mountpoint, root, config.acl).map_err(mount_err)? {
+        let acl = config.acl;
+        return match Session::from_fd(fs, fd, acl, config) {
+            Ok(session) => Ok(Mounted {
+                session,
+                direct: Some(mountpoint.to_path_buf()),
+            }),
+            Err(e) => {
+                let _ = Unmounter(UnmountBy::Direct(mountpoint.to_path_buf())).unmount();
+                Err(mount_err(e))
+            }
+        };
+    }
+    let session = Session::new(fs, mountpoint, &config).map_err(mount_err)?;
+    Ok(Mounted {
+        session,
+        direct: None,
     })
+}
+
+/// mount(2) of `/dev/fuse` as [`FSTYPE`]; `None` when not permitted.
+fn mount_direct(
+    opts: &Options,
+    mountpoint: &Path,
+    root: bool,
+    acl: SessionACL,
+) -> std::io::Result<Option<OwnedFd>> {
+    let mnt = sys::cpath(mountpoint.as_os_str().as_bytes()).map_err(errno_io)?;
+    let root_mode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(mountpoint)?.mode() & libc::S_IFMT
+    };
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    let fd = OwnedFd::from(dev);
+    // SAFETY: trivial getters.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={uid},group_id={gid},default_permissions",
+        fd.as_raw_fd(),
+        root_mode
+    );
+    if acl != SessionACL::Owner {
+        data.push_str(",allow_other");
+    }
+    let mut flags = 0;
+    if !root {
+        flags |= libc::MS_NOSUID | libc::MS_NODEV;
+    }
+    if opts.is_read_only() {
+        flags |= libc::MS_RDONLY;
+    }
+    let source = sys::cpath(opts.fsname.as_bytes()).map_err(errno_io)?;
+    let fstype = sys::cpath(FSTYPE.as_bytes()).map_err(errno_io)?;
+    let data = sys::cpath(data.as_bytes()).map_err(errno_io)?;
+    // SAFETY: valid C strings; the kernel copies them.
+    let r = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            mnt.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if r == 0 {
+        return Ok(Some(fd));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Ok(None),
+        _ => Err(e),
+    }
 }

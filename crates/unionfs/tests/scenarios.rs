@@ -265,6 +265,18 @@ print(0 if r == 0 else ctypes.get_errno())" "$1" "$2"; }
 }
 
 #[test]
+fn mount_type_carries_the_subtype() {
+    each_mode(
+        1,
+        |_| {},
+        r#"
+        expect "grep \" $M \" /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1" fuse.berth-unionfs
+        "#,
+        |_, _| {},
+    );
+}
+
+#[test]
 fn hard_links_symlinks_and_special_files() {
     each_mode(
         1,

@@ -92,7 +92,7 @@ fn serve(cli: &Cli, ready: Option<std::fs::File>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut unmounter = session.unmount_callable();
+    let mut unmounter = session.unmounter();
     std::thread::spawn(move || {
         let mut sig = 0;
         // SAFETY: waits on the blocked set.
