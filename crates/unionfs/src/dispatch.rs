@@ -75,8 +75,12 @@ fn empty(r: sys::SysResult<()>, reply: ReplyEmpty) {
 impl Filesystem for UnionFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         for cap in [
+            // Always READDIRPLUS, not the kernel's "auto" (plus for the
+            // first chunk only, unless something stats an entry between
+            // chunks): a listing that is walked (rm -rf, find, chown -R)
+            // would cost a LOOKUP round trip per entry beyond the first
+            // chunk, where plus costs us one stat per entry.
             InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_ASYNC_DIO,

@@ -53,6 +53,9 @@ pub(crate) struct Layers {
     tmp_seq: AtomicU64,
     /// Our pid, part of every scratch name (asked once: it is a syscall).
     pid: u32,
+    /// Host inode of the whiteout this mount links for every whiteout it
+    /// writes (0 until there is one); see `whiteout::link_shared_whiteout`.
+    pub(crate) shared_whiteout: AtomicU64,
 }
 
 /// Name of our scratch directory inside the work dir, apart from the
@@ -125,6 +128,7 @@ impl Layers {
             opaque_xattr: b"user.overlay.opaque",
             tmp_seq: AtomicU64::new(0),
             pid: std::process::id(),
+            shared_whiteout: AtomicU64::new(0),
         };
         layers.probe();
         Ok(layers)
@@ -168,6 +172,11 @@ impl Layers {
 
     pub(crate) fn work_fd(&self) -> Option<RawFd> {
         self.work.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Whether host inode `ino` of the upper layer is our shared whiteout.
+    pub(crate) fn is_shared_whiteout(&self, ino: u64) -> bool {
+        ino != 0 && self.shared_whiteout.load(Ordering::Relaxed) == ino
     }
 
     /// A fresh name inside the work dir.
