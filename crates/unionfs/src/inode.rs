@@ -81,6 +81,9 @@ pub(crate) struct Nodes {
     map: HashMap<u64, Node>,
     /// (upper dev, upper host ino) -> st_ino the object had before copy-up.
     copied: HashMap<(u64, u64), u64>,
+    /// Primary path -> node, so an UNLINK right after the LOOKUP (or the
+    /// READDIRPLUS) that found the name need not search the layers again.
+    by_path: HashMap<Vec<u8>, u64>,
 }
 
 impl Nodes {
@@ -132,6 +135,10 @@ impl Nodes {
         // A hard link keeps the first name it was found by while that name
         // is valid and remembers the others; otherwise the latest lookup wins.
         if n.stale || n.path.is_empty() || kind == libc::S_IFDIR || n.path == path {
+            if n.path != path && self.by_path.get(&n.path) == Some(&ino) {
+                self.by_path.remove(&n.path);
+            }
+            self.by_path.insert(path.clone(), ino);
             n.path = path;
             n.stale = false;
         } else if !n.alt.contains(&path) && n.alt.len() < MAX_ALT_NAMES {
@@ -150,6 +157,9 @@ impl Nodes {
         if let Some(n) = self.map.get_mut(&ino) {
             n.nlookup = n.nlookup.saturating_sub(count);
             if n.nlookup == 0 {
+                if self.by_path.get(&n.path) == Some(&ino) {
+                    self.by_path.remove(&n.path);
+                }
                 self.map.remove(&ino);
             }
         }
@@ -166,6 +176,13 @@ impl Nodes {
     /// Whether `ino` is known to carry no `security.capability`.
     pub(crate) fn no_caps(&self, ino: u64) -> bool {
         self.map.get(&ino).is_some_and(|n| n.no_caps)
+    }
+
+    /// The live node whose primary name is `path`.
+    pub(crate) fn at_path(&self, path: &[u8]) -> Option<(u64, &Node)> {
+        let ino = *self.by_path.get(path)?;
+        let n = self.map.get(&ino)?;
+        (!n.stale && n.path == path).then_some((ino, n))
     }
 
     pub(crate) fn copied_ino(&self, dev: u64, host_ino: u64) -> Option<u64> {
@@ -212,6 +229,9 @@ impl Nodes {
 
     /// The name `path` no longer refers to node `ino`.
     pub(crate) fn unlinked(&mut self, ino: u64, path: &[u8], upper_key: Option<(u64, u64)>) {
+        if self.by_path.get(path) == Some(&ino) {
+            self.by_path.remove(path);
+        }
         if let Some(n) = self.map.get_mut(&ino) {
             n.alt.retain(|a| a != path);
             if n.path == path {
@@ -229,8 +249,15 @@ impl Nodes {
     /// Renames `old` to `new` for the node and, for a directory, everything
     /// known below it.
     pub(crate) fn renamed(&mut self, ino: u64, old: &[u8], new: &[u8]) {
+        if self.by_path.get(old) == Some(&ino) {
+            self.by_path.remove(old);
+        }
         if let Some(n) = self.map.get_mut(&ino) {
             n.alt.retain(|a| a != old && a != new);
+            if self.by_path.get(&n.path) == Some(&ino) {
+                self.by_path.remove(&n.path);
+            }
+            self.by_path.insert(new.to_vec(), ino);
             n.path = new.to_vec();
             n.stale = false;
             if n.is_dir() {
@@ -240,10 +267,14 @@ impl Nodes {
         }
         let mut prefix = old.to_vec();
         prefix.push(b'/');
-        for n in self.map.values_mut() {
+        for (&i, n) in self.map.iter_mut() {
             if n.path.starts_with(&prefix) {
                 let mut p = new.to_vec();
                 p.extend_from_slice(&n.path[old.len()..]);
+                if self.by_path.get(&n.path) == Some(&i) {
+                    self.by_path.remove(&n.path);
+                    self.by_path.insert(p.clone(), i);
+                }
                 n.path = p;
             }
         }
@@ -299,6 +330,26 @@ mod tests {
         let node = n.get(10).unwrap();
         assert_eq!(node.path, b"b");
         assert!(!node.stale);
+    }
+
+    #[test]
+    fn path_index_follows_renames_unlinks_and_forgets() {
+        let mut n = Nodes::new(vec![0, 1]);
+        n.remember(10, b"d".to_vec(), 1, libc::S_IFDIR, vec![1]);
+        n.remember(11, b"d/x".to_vec(), 1, libc::S_IFREG, vec![]);
+        assert_eq!(n.at_path(b"d/x").map(|(i, _)| i), Some(11));
+        n.renamed(10, b"d", b"e");
+        assert!(n.at_path(b"d/x").is_none());
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(11));
+        n.unlinked(11, b"e/x", None);
+        assert!(n.at_path(b"e/x").is_none());
+        n.remember(12, b"e/x".to_vec(), 0, libc::S_IFREG, vec![]);
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(12));
+        // The stale node going away leaves the new one indexed.
+        n.forget(11, 1);
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(12));
+        n.forget(12, 1);
+        assert!(n.at_path(b"e/x").is_none());
     }
 
     #[test]

@@ -169,6 +169,28 @@ impl UnionFs {
     pub(crate) fn do_unlink(&self, parent: u64, name: &[u8]) -> SysResult<()> {
         self.writable()?;
         let p = self.node(parent)?;
+        if !p.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        // The LOOKUP or READDIRPLUS that gave the kernel this name just
+        // found it; a node still living in a lower layer needs no second
+        // search, only a whiteout (every change to what a name shows goes
+        // through the node table).
+        let path = sys::join(&p.path, name);
+        let lower_file = self
+            .nodes
+            .lock()
+            .at_path(&path)
+            .filter(|(_, n)| !n.is_dir() && !self.layers.is_upper(n.layer))
+            .map(|(ino, _)| ino);
+        if let Some(ino) = lower_file {
+            if !p.dir_layers.first().is_some_and(|&l| self.layers.is_upper(l)) {
+                self.ensure_upper_dir(&p.path)?;
+            }
+            self.layers.whiteout(&path)?;
+            self.nodes.lock().unlinked(ino, &path, None);
+            return Ok(());
+        }
         let f = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
         if f.is_dir() {
             return Err(Errno(libc::EISDIR));
