@@ -184,7 +184,11 @@ impl UnionFs {
             .filter(|(_, n)| !n.is_dir() && !self.layers.is_upper(n.layer))
             .map(|(ino, _)| ino);
         if let Some(ino) = lower_file {
-            if !p.dir_layers.first().is_some_and(|&l| self.layers.is_upper(l)) {
+            if !p
+                .dir_layers
+                .first()
+                .is_some_and(|&l| self.layers.is_upper(l))
+            {
                 self.ensure_upper_dir(&p.path)?;
             }
             self.layers.whiteout(&path)?;
