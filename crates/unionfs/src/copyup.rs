@@ -29,7 +29,9 @@ impl UnionFs {
             return Ok(n);
         }
         let (parent, _) = sys::split(&n.path);
-        self.ensure_upper_dir(parent)?;
+        if !self.upper_dir_known(parent) {
+            self.ensure_upper_dir(parent)?;
+        }
         let st = self.copy_object(n.layer, &n.path, skip_data)?;
         self.nodes.lock().copied_up(
             ino,
@@ -38,6 +40,16 @@ impl UnionFs {
             self.writes_clean_dirs(),
         );
         self.node(ino)
+    }
+
+    /// Whether the node table already knows directory `path` to have an
+    /// upper copy (a copy-up of many files in one directory then costs no
+    /// stat of the directory each).
+    fn upper_dir_known(&self, path: &[u8]) -> bool {
+        path == b"."
+            || self.nodes.lock().at_path(path).is_some_and(|(_, d)| {
+                d.is_dir() && d.dir_layers.first().is_some_and(|&l| self.layers.is_upper(l))
+            })
     }
 
     /// Makes sure directory `path` (and its ancestors) exist in the upper
