@@ -48,7 +48,10 @@ impl UnionFs {
     fn upper_dir_known(&self, path: &[u8]) -> bool {
         path == b"."
             || self.nodes.lock().at_path(path).is_some_and(|(_, d)| {
-                d.is_dir() && d.dir_layers.first().is_some_and(|&l| self.layers.is_upper(l))
+                d.is_dir()
+                    && d.dir_layers
+                        .first()
+                        .is_some_and(|&l| self.layers.is_upper(l))
             })
     }
 

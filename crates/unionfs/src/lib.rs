@@ -60,5 +60,5 @@ pub use direct::{ListedEntry, ROOT_INO};
 pub use fs::UnionFs;
 pub use idmap::IdMap;
 pub use layers::LayerError;
-pub use mount::{session, MountError, Mounted, Unmounter, FSTYPE};
+pub use mount::{mount, session, MountError, Mounted, Unmounter, FSTYPE};
 pub use options::{Cli, OptionError, Options};

@@ -27,7 +27,7 @@ pub enum MountError {
     },
 }
 
-/// A mounted, not yet served, overlay.
+/// A mounted, not yet served, overlay (see [`mount`]).
 pub struct Mounted {
     session: Session<UnionFs>,
     /// Set when we mounted it ourselves (not through fuser/fusermount3),
@@ -87,21 +87,56 @@ fn errno_io(e: sys::Errno) -> std::io::Error {
 /// `fuse.fuse-overlayfs`), so tools can tell our mounts apart.
 pub const FSTYPE: &str = "fuse.berth-unionfs";
 
-/// Opens the layers and mounts them at `mountpoint`. The mount is ready
-/// (the kernel's INIT is answered) when this returns; call
-/// [`Mounted::run`] to serve it.
-pub fn session(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
+/// Opens the layers and mounts them at `mountpoint` through fuser (a
+/// direct mount there shows the bare type `fuse`). The mount is ready (the
+/// kernel's INIT is answered) when this returns; call [`Session::run`] or
+/// [`Session::spawn`] to serve it. [`mount`] is the same with the type
+/// `fuse.berth-unionfs` everywhere.
+pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, MountError> {
+    let (fs, config) = prepare(opts)?;
+    Session::new(fs, mountpoint, &config).map_err(|source| MountError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    })
+}
+
+/// Like [`session`], but a direct mount carries the subtype ([`FSTYPE`]),
+/// as fusermount3's always does: fuser mounts with the bare type `fuse`, so
+/// where mount(2) is permitted we make the call ourselves.
+pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
+    let (fs, config) = prepare(opts)?;
+    let mount_err = |source| MountError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    let acl = config.acl;
+    if let Some(fd) = mount_direct(opts, mountpoint, acl).map_err(mount_err)? {
+        return match Session::from_fd(fs, fd, acl, config) {
+            Ok(session) => Ok(Mounted {
+                session,
+                direct: Some(mountpoint.to_path_buf()),
+            }),
+            Err(e) => {
+                let _ = Unmounter(UnmountBy::Direct(mountpoint.to_path_buf())).unmount();
+                Err(mount_err(e))
+            }
+        };
+    }
+    let session = Session::new(fs, mountpoint, &config).map_err(mount_err)?;
+    Ok(Mounted {
+        session,
+        direct: None,
+    })
+}
+
+/// The filesystem and the session settings for `opts`.
+fn prepare(opts: &Options) -> Result<(UnionFs, Config), MountError> {
     // Modes arrive already masked by the caller's umask; ours must not mask
     // them again.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
     let fs = UnionFs::new(opts)?;
-    // SAFETY: trivial getter.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mount_err = |source| MountError::Mount {
-        path: mountpoint.to_path_buf(),
-        source,
-    };
+    let root = is_root();
     let mut mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
         MountOption::Subtype("berth-unionfs".into()),
@@ -124,36 +159,21 @@ pub fn session(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError>
     };
     config.n_threads = Some(fs.threads);
     config.clone_fd = true;
-    // fuser mounts directly with the bare type `fuse`; mount(2) ourselves so
-    // the type carries the subtype. Without the privilege for that, fuser
-    // goes through fusermount3, which passes the subtype on by itself.
-    if let Some(fd) = mount_direct(opts, mountpoint, root, config.acl).map_err(mount_err)? {
-        let acl = config.acl;
-        return match Session::from_fd(fs, fd, acl, config) {
-            Ok(session) => Ok(Mounted {
-                session,
-                direct: Some(mountpoint.to_path_buf()),
-            }),
-            Err(e) => {
-                let _ = Unmounter(UnmountBy::Direct(mountpoint.to_path_buf())).unmount();
-                Err(mount_err(e))
-            }
-        };
-    }
-    let session = Session::new(fs, mountpoint, &config).map_err(mount_err)?;
-    Ok(Mounted {
-        session,
-        direct: None,
-    })
+    Ok((fs, config))
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial getter.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// mount(2) of `/dev/fuse` as [`FSTYPE`]; `None` when not permitted.
 fn mount_direct(
     opts: &Options,
     mountpoint: &Path,
-    root: bool,
     acl: SessionACL,
 ) -> std::io::Result<Option<OwnedFd>> {
+    let root = is_root();
     let mnt = sys::cpath(mountpoint.as_os_str().as_bytes()).map_err(errno_io)?;
     let root_mode = {
         use std::os::unix::fs::MetadataExt;

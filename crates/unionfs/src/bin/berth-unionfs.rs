@@ -85,7 +85,7 @@ fn serve(cli: &Cli, ready: Option<std::fs::File>) -> ExitCode {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
-    let mut session = match berth_unionfs::session(&cli.options, &cli.mountpoint) {
+    let mut session = match berth_unionfs::mount(&cli.options, &cli.mountpoint) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berth-unionfs: {e}");
