@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crate::fs::UnionFs;
 use crate::inode::Node;
+use crate::lane;
 use crate::sys::{self, Errno, SysResult};
 use crate::whiteout;
 
@@ -22,7 +23,21 @@ impl UnionFs {
         if self.layers.is_upper(n.layer) {
             return Ok(n);
         }
-        let _g = self.copy_lock.lock();
+        let mut known = None;
+        let _g = if lane::on_session_thread() {
+            // A long copy must not stall every other request: hand the
+            // operation to a worker before anything has changed.
+            if n.kind == libc::S_IFREG && !skip_data {
+                let st = sys::fstatat(self.layers.fd(n.layer), &n.path)?;
+                if st.st_size > lane::QUICK_COPY_BYTES {
+                    return Err(lane::MOVE_TO_POOL);
+                }
+                known = Some((n.layer, st));
+            }
+            self.copy_lock.try_lock().ok_or(lane::MOVE_TO_POOL)?
+        } else {
+            self.copy_lock.lock()
+        };
         // Another thread may have finished it while we waited.
         let n = self.node(ino)?;
         if self.layers.is_upper(n.layer) {
@@ -32,7 +47,8 @@ impl UnionFs {
         if !self.upper_dir_known(parent) {
             self.ensure_upper_dir(parent)?;
         }
-        let st = self.copy_object(n.layer, &n.path, skip_data)?;
+        let known = known.filter(|(l, _)| *l == n.layer).map(|(_, st)| st);
+        let st = self.copy_object(n.layer, &n.path, skip_data, known)?;
         self.nodes.lock().copied_up(
             ino,
             self.layers.all[0].dev,
@@ -78,19 +94,29 @@ impl UnionFs {
         let src = (self.layers.first_lower()..self.layers.all.len())
             .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
             .ok_or(Errno(libc::ENOENT))?;
-        let st = self.copy_object(src, path, true)?;
+        let st = self.copy_object(src, path, true, None)?;
         self.nodes
             .lock()
             .dir_now_in_upper(path, self.writes_clean_dirs());
         Ok(st)
     }
 
-    /// Copies one object from `layer` to the upper layer at the same path.
-    fn copy_object(&self, layer: usize, path: &[u8], skip_data: bool) -> SysResult<libc::stat> {
+    /// Copies one object from `layer` to the upper layer at the same path;
+    /// `known` is its stat when the caller just took it.
+    fn copy_object(
+        &self,
+        layer: usize,
+        path: &[u8],
+        skip_data: bool,
+        known: Option<libc::stat>,
+    ) -> SysResult<libc::stat> {
         let up = self.layers.upper_fd()?;
         let work = self.layers.work_fd().ok_or(Errno(libc::EROFS))?;
         let lfd = self.layers.fd(layer);
-        let st = sys::fstatat(lfd, path)?;
+        let st = match known {
+            Some(st) => st,
+            None => sys::fstatat(lfd, path)?,
+        };
         let tmp = self.layers.tmp_name();
         let mode = st.st_mode & 0o7777;
         let result = (|| {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::fs::UnionFs;
+use crate::lane::Served;
 use crate::layers::LayerError;
 use crate::options::Options;
 use crate::sys;
@@ -29,7 +30,7 @@ pub enum MountError {
 
 /// A mounted, not yet served, overlay (see [`mount`]).
 pub struct Mounted {
-    session: Session<UnionFs>,
+    session: Session<Served>,
     /// Set when we mounted it ourselves (not through fuser/fusermount3),
     /// so unmounting is ours too.
     direct: Option<PathBuf>,
@@ -92,9 +93,9 @@ pub const FSTYPE: &str = "fuse.berth-unionfs";
 /// kernel's INIT is answered) when this returns; call [`Session::run`] or
 /// [`Session::spawn`] to serve it. [`mount`] is the same with the type
 /// `fuse.berth-unionfs` everywhere.
-pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<UnionFs>, MountError> {
+pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<Served>, MountError> {
     let (fs, config) = prepare(opts)?;
-    Session::new(fs, mountpoint, &config).map_err(|source| MountError::Mount {
+    Session::new(Served::new(fs), mountpoint, &config).map_err(|source| MountError::Mount {
         path: mountpoint.to_path_buf(),
         source,
     })
@@ -111,7 +112,7 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
     };
     let acl = config.acl;
     if let Some(fd) = mount_direct(opts, mountpoint, acl).map_err(mount_err)? {
-        return match Session::from_fd(fs, fd, acl, config) {
+        return match Session::from_fd(Served::new(fs), fd, acl, config) {
             Ok(session) => Ok(Mounted {
                 session,
                 direct: Some(mountpoint.to_path_buf()),
@@ -122,7 +123,7 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
             }
         };
     }
-    let session = Session::new(fs, mountpoint, &config).map_err(mount_err)?;
+    let session = Session::new(Served::new(fs), mountpoint, &config).map_err(mount_err)?;
     Ok(Mounted {
         session,
         direct: None,
@@ -157,8 +158,9 @@ fn prepare(opts: &Options) -> Result<(UnionFs, Config), MountError> {
     } else {
         SessionACL::Owner
     };
-    config.n_threads = Some(fs.threads);
-    config.clone_fd = true;
+    // One thread reads and answers; slow work moves to `fs.threads`
+    // workers (see `lane`).
+    config.n_threads = Some(1);
     Ok((fs, config))
 }
 
