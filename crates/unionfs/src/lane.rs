@@ -2,13 +2,16 @@
 //! pool for the ones that may take long.
 //!
 //! Almost every request is a few syscalls on warm caches. Served by one
-//! thread, each one is a ping-pong between the caller and that thread, which
-//! the scheduler keeps on one CPU. Served by several threads reading the same
-//! queue, each request wakes the thread that has slept longest, on whichever
-//! CPU it last ran: measured on a 2-CPU machine, `rm -rf` of 10k lower files
-//! took 3-4x the wall time and twice the caller's CPU time with 4 readers as
-//! with one. So one thread reads and answers; what can block for long (a
-//! copy-up with data to copy, reads that may go to disk, fsync) moves to
+//! thread, each is a ping-pong between the caller and that thread. Served
+//! by several threads reading one queue, each request wakes whichever
+//! reader slept longest, and the asynchronous ones (FORGET, RELEASE) run
+//! beside the next request, contending for the node table and, on a small
+//! machine, for the CPUs the caller needs. Measured on a 2-CPU VM (medians
+//! of 5-9 interleaved runs, tmpfs layers), one reader against four: create
+//! of 5k files 689 vs 1113 ms, untar of 5k 661 vs 1039 ms, stat of 20k
+//! twice 591 vs 853 ms, chmod of 5k 377 vs 432 ms; rm -rf about even. So
+//! one thread reads and answers; what can block for long (a copy-up with
+//! data to copy, reads that may go to disk, fsync, fallocate) moves to
 //! worker threads, so a large copy-up never stalls the mount.
 //!
 //! An operation run on the session thread that finds it needs a long

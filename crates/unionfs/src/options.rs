@@ -58,7 +58,8 @@ pub struct Options {
     /// the kernel updates its own cache for every change made through it,
     /// so nothing ever needs revalidating.
     pub timeout: Duration,
-    /// FUSE worker threads.
+    /// Worker threads for the requests that may block (`threaded=`); the
+    /// quick ones are answered by the one session thread (see `lane`).
     pub threads: usize,
     /// fsync copied-up files before renaming them into place and honour fsync.
     pub fsync: bool,
