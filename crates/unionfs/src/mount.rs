@@ -34,14 +34,23 @@ pub struct Mounted {
     /// Set when we mounted it ourselves (not through fuser/fusermount3),
     /// so unmounting is ours too.
     direct: Option<PathBuf>,
+    /// The mount point, canonical, and our mount's device there
+    /// (`major:minor` as mountinfo spells it).
+    at: PathBuf,
+    dev: Option<String>,
 }
 
 impl Mounted {
     /// A handle that unmounts from any thread (for signal handlers).
     pub fn unmounter(&mut self) -> Unmounter {
-        match &self.direct {
-            Some(p) => Unmounter(UnmountBy::Direct(p.clone())),
-            None => Unmounter(UnmountBy::Fuser(self.session.unmount_callable())),
+        let how = match &self.direct {
+            Some(p) => UnmountBy::Direct(p.clone()),
+            None => UnmountBy::Fuser(self.session.unmount_callable()),
+        };
+        Unmounter {
+            how,
+            at: self.at.clone(),
+            dev: self.dev.clone(),
         }
     }
 
@@ -52,7 +61,11 @@ impl Mounted {
 }
 
 /// Unmounts a [`Mounted`] overlay; the serving [`Mounted::run`] then returns.
-pub struct Unmounter(UnmountBy);
+pub struct Unmounter {
+    how: UnmountBy,
+    at: PathBuf,
+    dev: Option<String>,
+}
 
 enum UnmountBy {
     Fuser(SessionUnmounter),
@@ -60,9 +73,17 @@ enum UnmountBy {
 }
 
 impl Unmounter {
-    /// Unmounts (lazily when the mount is busy).
+    /// Unmounts (lazily when the mount is busy), unless our mount is no
+    /// longer the one at the mount point: once detached (`umount -l`) a
+    /// daemon may live on while files stay open, and someone may have
+    /// mounted there since; unmounting by path would take theirs.
     pub fn unmount(&mut self) -> std::io::Result<()> {
-        match &mut self.0 {
+        if let Some(dev) = &self.dev {
+            if top_mount_dev(&self.at).as_ref() != Some(dev) {
+                return Ok(());
+            }
+        }
+        match &mut self.how {
             UnmountBy::Fuser(u) => u.unmount(),
             UnmountBy::Direct(p) => {
                 let c = sys::cpath(p.as_os_str().as_bytes()).map_err(errno_io)?;
@@ -110,24 +131,72 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
         path: mountpoint.to_path_buf(),
         source,
     };
+    // Canonical before mounting: afterwards resolving it would ask us.
+    let at = std::fs::canonicalize(mountpoint).map_err(mount_err)?;
     let acl = config.acl;
     if let Some(fd) = mount_direct(opts, mountpoint, acl).map_err(mount_err)? {
+        let dev = top_mount_dev(&at);
         return match Session::from_fd(Served::new(fs), fd, acl, config) {
             Ok(session) => Ok(Mounted {
                 session,
                 direct: Some(mountpoint.to_path_buf()),
+                at,
+                dev,
             }),
             Err(e) => {
-                let _ = Unmounter(UnmountBy::Direct(mountpoint.to_path_buf())).unmount();
+                let _ = Unmounter {
+                    how: UnmountBy::Direct(mountpoint.to_path_buf()),
+                    at,
+                    dev,
+                }
+                .unmount();
                 Err(mount_err(e))
             }
         };
     }
     let session = Session::new(Served::new(fs), mountpoint, &config).map_err(mount_err)?;
+    let dev = top_mount_dev(&at);
     Ok(Mounted {
         session,
         direct: None,
+        at,
+        dev,
     })
+}
+
+/// The device (`major:minor`) of the topmost mount at `path` (canonical),
+/// from /proc/self/mountinfo, which later mounts on the same point follow.
+fn top_mount_dev(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    info.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let dev = f.nth(2)?;
+            let point = f.nth(1)?;
+            (unescape_mountinfo(point) == want).then(|| dev.to_string())
+        })
+        .last()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space and the like).
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The filesystem and the session settings for `opts`.
@@ -223,5 +292,23 @@ fn mount_direct(
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => Ok(None),
         _ => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c"), b"/a b/c");
+        assert_eq!(unescape_mountinfo("/x\\134y"), b"/x\\y");
+        assert_eq!(unescape_mountinfo("/end\\04"), b"/end\\04");
+    }
+
+    #[test]
+    fn top_mount_of_root_is_found() {
+        assert!(top_mount_dev(Path::new("/")).is_some());
+        assert!(top_mount_dev(Path::new("/no/such/mount/point")).is_none());
     }
 }
