@@ -169,14 +169,12 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
 fn top_mount_dev(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.as_os_str().as_bytes();
-    info.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let dev = f.nth(2)?;
-            let point = f.nth(1)?;
-            (unescape_mountinfo(point) == want).then(|| dev.to_string())
-        })
-        .last()
+    info.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        let point = f.nth(1)?;
+        (unescape_mountinfo(point) == want).then(|| dev.to_string())
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space and the like).
