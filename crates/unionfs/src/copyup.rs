@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crate::fs::UnionFs;
 use crate::inode::Node;
+use crate::lane;
 use crate::sys::{self, Errno, SysResult};
 use crate::whiteout;
 
@@ -22,19 +23,52 @@ impl UnionFs {
         if self.layers.is_upper(n.layer) {
             return Ok(n);
         }
-        let _g = self.copy_lock.lock();
+        let mut known = None;
+        let _g = if lane::on_session_thread() {
+            // A long copy must not stall every other request: hand the
+            // operation to a worker before anything has changed.
+            if n.kind == libc::S_IFREG && !skip_data {
+                let st = sys::fstatat(self.layers.fd(n.layer), &n.path)?;
+                if st.st_size > lane::QUICK_COPY_BYTES {
+                    return Err(lane::MOVE_TO_POOL);
+                }
+                known = Some((n.layer, st));
+            }
+            self.copy_lock.try_lock().ok_or(lane::MOVE_TO_POOL)?
+        } else {
+            self.copy_lock.lock()
+        };
         // Another thread may have finished it while we waited.
         let n = self.node(ino)?;
         if self.layers.is_upper(n.layer) {
             return Ok(n);
         }
         let (parent, _) = sys::split(&n.path);
-        self.ensure_upper_dir(parent)?;
-        let st = self.copy_object(n.layer, &n.path, skip_data)?;
-        self.nodes
-            .lock()
-            .copied_up(ino, self.layers.all[0].dev, st.st_ino);
+        if !self.upper_dir_known(parent) {
+            self.ensure_upper_dir(parent)?;
+        }
+        let known = known.filter(|(l, _)| *l == n.layer).map(|(_, st)| st);
+        let st = self.copy_object(n.layer, &n.path, skip_data, known)?;
+        self.nodes.lock().copied_up(
+            ino,
+            self.layers.all[0].dev,
+            st.st_ino,
+            self.writes_clean_dirs(),
+        );
         self.node(ino)
+    }
+
+    /// Whether the node table already knows directory `path` to have an
+    /// upper copy (a copy-up of many files in one directory then costs no
+    /// stat of the directory each).
+    fn upper_dir_known(&self, path: &[u8]) -> bool {
+        path == b"."
+            || self.nodes.lock().at_path(path).is_some_and(|(_, d)| {
+                d.is_dir()
+                    && d.dir_layers
+                        .first()
+                        .is_some_and(|&l| self.layers.is_upper(l))
+            })
     }
 
     /// Makes sure directory `path` (and its ancestors) exist in the upper
@@ -60,17 +94,29 @@ impl UnionFs {
         let src = (self.layers.first_lower()..self.layers.all.len())
             .find(|&l| sys::fstatat(self.layers.fd(l), path).is_ok_and(|st| is_dir(&st)))
             .ok_or(Errno(libc::ENOENT))?;
-        let st = self.copy_object(src, path, true)?;
-        self.nodes.lock().dir_now_in_upper(path);
+        let st = self.copy_object(src, path, true, None)?;
+        self.nodes
+            .lock()
+            .dir_now_in_upper(path, self.writes_clean_dirs());
         Ok(st)
     }
 
-    /// Copies one object from `layer` to the upper layer at the same path.
-    fn copy_object(&self, layer: usize, path: &[u8], skip_data: bool) -> SysResult<libc::stat> {
+    /// Copies one object from `layer` to the upper layer at the same path;
+    /// `known` is its stat when the caller just took it.
+    fn copy_object(
+        &self,
+        layer: usize,
+        path: &[u8],
+        skip_data: bool,
+        known: Option<libc::stat>,
+    ) -> SysResult<libc::stat> {
         let up = self.layers.upper_fd()?;
         let work = self.layers.work_fd().ok_or(Errno(libc::EROFS))?;
         let lfd = self.layers.fd(layer);
-        let st = sys::fstatat(lfd, path)?;
+        let st = match known {
+            Some(st) => st,
+            None => sys::fstatat(lfd, path)?,
+        };
         let tmp = self.layers.tmp_name();
         let mode = st.st_mode & 0o7777;
         let result = (|| {
@@ -156,6 +202,14 @@ impl UnionFs {
                 }
             }
         }
+    }
+}
+
+impl UnionFs {
+    /// Whether the upper directories this mount creates stay free of
+    /// `.wh.NAME` files (it writes character-device whiteouts).
+    pub(crate) fn writes_clean_dirs(&self) -> bool {
+        self.layers.style == crate::layers::WhiteoutStyle::CharDev
     }
 }
 

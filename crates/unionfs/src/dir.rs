@@ -53,6 +53,7 @@ impl UnionFs {
             };
             let mut hidden_here = Vec::new();
             let tag = self.layers.all[l].tag;
+            let upper = self.layers.is_upper(l);
             for (name, ty, d_ino) in sys::read_dir(d)? {
                 if name.starts_with(WH_PREFIX) {
                     if name != OPAQUE_MARKER {
@@ -64,6 +65,14 @@ impl UnionFs {
                     continue;
                 }
                 let mut kind = dtype_mode(ty);
+                // Our own whiteouts are links to one inode: known by d_ino
+                // alone, no stat (an emptied directory is all whiteouts).
+                if kind == libc::S_IFCHR && upper && self.layers.is_shared_whiteout(d_ino) {
+                    if many {
+                        seen.insert(name);
+                    }
+                    continue;
+                }
                 if kind == libc::S_IFCHR || kind == 0 {
                     if let Ok(st) = sys::fstatat(fd, &sys::join(&n.path, &name)) {
                         if whiteout::is_whiteout_stat(&st) {

@@ -140,7 +140,16 @@ impl UnionFs {
         Ok(buf)
     }
 
-    pub(crate) fn do_write(&self, fh: u64, off: u64, data: &[u8]) -> SysResult<u32> {
+    /// Writes at `off`; `kill_setid` (FUSE_WRITE_KILL_SUIDGID: the writer
+    /// may not keep them) then clears set-user-ID and group-executable
+    /// set-group-ID, as a local filesystem would.
+    pub(crate) fn do_write(
+        &self,
+        fh: u64,
+        off: u64,
+        data: &[u8],
+        kill_setid: bool,
+    ) -> SysResult<u32> {
         let h = self.file_fd(fh)?;
         let Handle::File { fd, .. } = &*h else {
             return Err(Errno(libc::EBADF));
@@ -148,6 +157,18 @@ impl UnionFs {
         let mut done = 0;
         while done < data.len() {
             done += sys::pwrite(fd.as_raw_fd(), &data[done..], off + done as u64)?;
+        }
+        if kill_setid {
+            let st = sys::fstat(fd.as_raw_fd())?;
+            let mode = st.st_mode & 0o7777;
+            let mut keep = mode & !libc::S_ISUID;
+            if mode & libc::S_IXGRP != 0 {
+                keep &= !libc::S_ISGID;
+            }
+            // SAFETY: plain syscall on an fd we own.
+            if keep != mode && unsafe { libc::fchmod(fd.as_raw_fd(), keep) } != 0 {
+                return Err(Errno::last());
+            }
         }
         Ok(done as u32)
     }

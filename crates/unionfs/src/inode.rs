@@ -44,6 +44,10 @@ pub(crate) struct Node {
     /// `security.capability`, which the kernel asks about before every
     /// write and chown, so that question needs no syscall.
     no_caps: bool,
+    /// Directories: the upper copy was made by this mount, which writes no
+    /// `.wh.NAME` files (character-device whiteouts), so a lookup need not
+    /// look for one there.
+    pub(crate) upper_clean: bool,
     nlookup: u64,
 }
 
@@ -62,6 +66,7 @@ impl Node {
             stale: false,
             alt: Vec::new(),
             no_caps: false,
+            upper_clean: false,
             nlookup: 0,
         }
     }
@@ -76,6 +81,9 @@ pub(crate) struct Nodes {
     map: HashMap<u64, Node>,
     /// (upper dev, upper host ino) -> st_ino the object had before copy-up.
     copied: HashMap<(u64, u64), u64>,
+    /// Primary path -> node, so an UNLINK right after the LOOKUP (or the
+    /// READDIRPLUS) that found the name need not search the layers again.
+    by_path: HashMap<Vec<u8>, u64>,
 }
 
 impl Nodes {
@@ -92,6 +100,7 @@ impl Nodes {
                 stale: false,
                 alt: Vec::new(),
                 no_caps: false,
+                upper_clean: false,
                 nlookup: 1,
             },
         );
@@ -119,12 +128,17 @@ impl Nodes {
             stale: true,
             alt: Vec::new(),
             no_caps: false,
+            upper_clean: false,
             nlookup: 0,
         });
         n.nlookup += 1;
         // A hard link keeps the first name it was found by while that name
         // is valid and remembers the others; otherwise the latest lookup wins.
         if n.stale || n.path.is_empty() || kind == libc::S_IFDIR || n.path == path {
+            if n.path != path && self.by_path.get(&n.path) == Some(&ino) {
+                self.by_path.remove(&n.path);
+            }
+            self.by_path.insert(path.clone(), ino);
             n.path = path;
             n.stale = false;
         } else if !n.alt.contains(&path) && n.alt.len() < MAX_ALT_NAMES {
@@ -143,6 +157,9 @@ impl Nodes {
         if let Some(n) = self.map.get_mut(&ino) {
             n.nlookup = n.nlookup.saturating_sub(count);
             if n.nlookup == 0 {
+                if self.by_path.get(&n.path) == Some(&ino) {
+                    self.by_path.remove(&n.path);
+                }
                 self.map.remove(&ino);
             }
         }
@@ -161,17 +178,34 @@ impl Nodes {
         self.map.get(&ino).is_some_and(|n| n.no_caps)
     }
 
+    /// The live node whose primary name is `path`.
+    pub(crate) fn at_path(&self, path: &[u8]) -> Option<(u64, &Node)> {
+        let ino = *self.by_path.get(path)?;
+        let n = self.map.get(&ino)?;
+        (!n.stale && n.path == path).then_some((ino, n))
+    }
+
     pub(crate) fn copied_ino(&self, dev: u64, host_ino: u64) -> Option<u64> {
         self.copied.get(&(dev, host_ino)).copied()
     }
 
-    /// Moves a node to the upper layer after copy-up.
-    pub(crate) fn copied_up(&mut self, ino: u64, upper_dev: u64, upper_host_ino: u64) {
+    /// Marks directory `ino` as given its upper copy by this mount (see
+    /// `upper_clean`).
+    pub(crate) fn set_upper_clean(&mut self, ino: u64) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.upper_clean = true;
+        }
+    }
+
+    /// Moves a node to the upper layer after copy-up; `clean` as for
+    /// [`dir_now_in_upper`](Self::dir_now_in_upper).
+    pub(crate) fn copied_up(&mut self, ino: u64, upper_dev: u64, upper_host_ino: u64, clean: bool) {
         if let Some(n) = self.map.get_mut(&ino) {
             n.layer = 0;
             if n.is_dir() {
                 if n.dir_layers.first() != Some(&0) {
                     n.dir_layers.insert(0, 0);
+                    n.upper_clean = clean;
                 }
             } else {
                 self.copied.insert((upper_dev, upper_host_ino), ino);
@@ -179,13 +213,15 @@ impl Nodes {
         }
     }
 
-    /// A directory got an upper copy (by path: its node may be unknown).
-    pub(crate) fn dir_now_in_upper(&mut self, path: &[u8]) {
+    /// A directory got an upper copy (by path: its node may be unknown);
+    /// `clean` when this mount writes no `.wh.NAME` files into it.
+    pub(crate) fn dir_now_in_upper(&mut self, path: &[u8], clean: bool) {
         for n in self.map.values_mut() {
             if n.is_dir() && n.path == path {
                 n.layer = 0;
                 if n.dir_layers.first() != Some(&0) {
                     n.dir_layers.insert(0, 0);
+                    n.upper_clean = clean;
                 }
             }
         }
@@ -193,6 +229,9 @@ impl Nodes {
 
     /// The name `path` no longer refers to node `ino`.
     pub(crate) fn unlinked(&mut self, ino: u64, path: &[u8], upper_key: Option<(u64, u64)>) {
+        if self.by_path.get(path) == Some(&ino) {
+            self.by_path.remove(path);
+        }
         if let Some(n) = self.map.get_mut(&ino) {
             n.alt.retain(|a| a != path);
             if n.path == path {
@@ -210,8 +249,15 @@ impl Nodes {
     /// Renames `old` to `new` for the node and, for a directory, everything
     /// known below it.
     pub(crate) fn renamed(&mut self, ino: u64, old: &[u8], new: &[u8]) {
+        if self.by_path.get(old) == Some(&ino) {
+            self.by_path.remove(old);
+        }
         if let Some(n) = self.map.get_mut(&ino) {
             n.alt.retain(|a| a != old && a != new);
+            if self.by_path.get(&n.path) == Some(&ino) {
+                self.by_path.remove(&n.path);
+            }
+            self.by_path.insert(new.to_vec(), ino);
             n.path = new.to_vec();
             n.stale = false;
             if n.is_dir() {
@@ -221,10 +267,14 @@ impl Nodes {
         }
         let mut prefix = old.to_vec();
         prefix.push(b'/');
-        for n in self.map.values_mut() {
+        for (&i, n) in self.map.iter_mut() {
             if n.path.starts_with(&prefix) {
                 let mut p = new.to_vec();
                 p.extend_from_slice(&n.path[old.len()..]);
+                if self.by_path.get(&n.path) == Some(&i) {
+                    self.by_path.remove(&n.path);
+                    self.by_path.insert(p.clone(), i);
+                }
                 n.path = p;
             }
         }
@@ -283,10 +333,30 @@ mod tests {
     }
 
     #[test]
+    fn path_index_follows_renames_unlinks_and_forgets() {
+        let mut n = Nodes::new(vec![0, 1]);
+        n.remember(10, b"d".to_vec(), 1, libc::S_IFDIR, vec![1]);
+        n.remember(11, b"d/x".to_vec(), 1, libc::S_IFREG, vec![]);
+        assert_eq!(n.at_path(b"d/x").map(|(i, _)| i), Some(11));
+        n.renamed(10, b"d", b"e");
+        assert!(n.at_path(b"d/x").is_none());
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(11));
+        n.unlinked(11, b"e/x", None);
+        assert!(n.at_path(b"e/x").is_none());
+        n.remember(12, b"e/x".to_vec(), 0, libc::S_IFREG, vec![]);
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(12));
+        // The stale node going away leaves the new one indexed.
+        n.forget(11, 1);
+        assert_eq!(n.at_path(b"e/x").map(|(i, _)| i), Some(12));
+        n.forget(12, 1);
+        assert!(n.at_path(b"e/x").is_none());
+    }
+
+    #[test]
     fn copy_up_keeps_number() {
         let mut n = Nodes::new(vec![0, 1]);
         n.remember(10, b"a".to_vec(), 1, libc::S_IFREG, vec![]);
-        n.copied_up(10, 7, 99);
+        n.copied_up(10, 7, 99, false);
         assert_eq!(n.copied_ino(7, 99), Some(10));
         assert_eq!(n.get(10).unwrap().layer, 0);
         n.unlinked(10, b"a", Some((7, 99)));

@@ -51,6 +51,11 @@ pub(crate) struct Layers {
     /// The xattr this mount writes to mark a directory opaque (CharDev style).
     pub(crate) opaque_xattr: &'static [u8],
     tmp_seq: AtomicU64,
+    /// Our pid, part of every scratch name (asked once: it is a syscall).
+    pid: u32,
+    /// Host inode of the whiteout this mount links for every whiteout it
+    /// writes (0 until there is one); see `whiteout::link_shared_whiteout`.
+    pub(crate) shared_whiteout: AtomicU64,
 }
 
 /// Name of our scratch directory inside the work dir, apart from the
@@ -122,6 +127,8 @@ impl Layers {
             style: WhiteoutStyle::Files,
             opaque_xattr: b"user.overlay.opaque",
             tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
+            shared_whiteout: AtomicU64::new(0),
         };
         layers.probe();
         Ok(layers)
@@ -167,10 +174,15 @@ impl Layers {
         self.work.as_ref().map(|f| f.as_raw_fd())
     }
 
+    /// Whether host inode `ino` of the upper layer is our shared whiteout.
+    pub(crate) fn is_shared_whiteout(&self, ino: u64) -> bool {
+        ino != 0 && self.shared_whiteout.load(Ordering::Relaxed) == ino
+    }
+
     /// A fresh name inside the work dir.
     pub(crate) fn tmp_name(&self) -> Vec<u8> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{WORK_SUBDIR}/t{}-{n}", std::process::id()).into_bytes()
+        format!("{WORK_SUBDIR}/t{}-{n}", self.pid).into_bytes()
     }
 }
 

@@ -25,8 +25,9 @@
 //! * **Whiteouts** (`whiteout`) are written as the kernel writes them when the
 //!   process may create device nodes, and as OCI `.wh.` files otherwise.
 //! * **Speed** comes from the kernel: entry/attr timeouts, kept page and
-//!   directory caches (the layers only change through us), readdirplus, a
-//!   multithreaded session with one /dev/fuse clone per thread, and FUSE
+//!   directory caches (the layers only change through us), readdirplus,
+//!   one session thread for the quick requests with workers for the slow
+//!   ones (`lane`: cheaper round trips than many readers), and FUSE
 //!   passthrough for file I/O where the kernel grants it. Round trips the
 //!   kernel can skip are skipped: no FLUSH (`FOPEN_NOFLUSH`), no GETATTR
 //!   before chown (`FUSE_HANDLE_KILLPRIV`: we drop set-id bits ourselves),
@@ -47,6 +48,7 @@ mod file;
 mod fs;
 mod idmap;
 mod inode;
+mod lane;
 mod layers;
 mod lookup;
 mod mount;
@@ -60,6 +62,7 @@ mod xattr;
 pub use direct::{ListedEntry, ROOT_INO};
 pub use fs::UnionFs;
 pub use idmap::IdMap;
+pub use lane::Served;
 pub use layers::LayerError;
-pub use mount::{session, MountError};
+pub use mount::{mount, session, MountError, Mounted, Unmounter, FSTYPE};
 pub use options::{Cli, OptionError, Options};

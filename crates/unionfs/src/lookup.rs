@@ -105,12 +105,14 @@ impl UnionFs {
                             f.dir_layers.push(l);
                         }
                     }
-                    if whiteout::is_opaque(fd, &path) {
+                    // Opacity hides lower layers: the last one has none.
+                    if pos < last && whiteout::is_opaque(fd, &path) {
                         break;
                     }
                 }
                 Err(Errno(libc::ENOENT)) | Err(Errno(libc::ENOTDIR)) => {
-                    let want = pos < last || (upper && upper_whiteout.is_some());
+                    let want = (pos < last || (upper && upper_whiteout.is_some()))
+                        && !(upper && parent.upper_clean);
                     if want && sys::exists(fd, &sys::join(&parent.path, &whiteout::wh_name(name))) {
                         if let Some(w) = upper_whiteout.as_deref_mut() {
                             *w |= upper;

@@ -89,6 +89,9 @@ impl UnionFs {
         let mut nodes = self.nodes.lock();
         nodes.remember(ino, path, 0, st.st_mode & libc::S_IFMT, dir_layers);
         nodes.set_no_caps(ino, true);
+        if matches!(what, New::Dir) && self.writes_clean_dirs() {
+            nodes.set_upper_clean(ino);
+        }
         drop(nodes);
         Ok((attr, fd))
     }
@@ -167,6 +170,32 @@ impl UnionFs {
     pub(crate) fn do_unlink(&self, parent: u64, name: &[u8]) -> SysResult<()> {
         self.writable()?;
         let p = self.node(parent)?;
+        if !p.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        // The LOOKUP or READDIRPLUS that gave the kernel this name just
+        // found it; a node still living in a lower layer needs no second
+        // search, only a whiteout (every change to what a name shows goes
+        // through the node table).
+        let path = sys::join(&p.path, name);
+        let lower_file = self
+            .nodes
+            .lock()
+            .at_path(&path)
+            .filter(|(_, n)| !n.is_dir() && !self.layers.is_upper(n.layer))
+            .map(|(ino, _)| ino);
+        if let Some(ino) = lower_file {
+            if !p
+                .dir_layers
+                .first()
+                .is_some_and(|&l| self.layers.is_upper(l))
+            {
+                self.ensure_upper_dir(&p.path)?;
+            }
+            self.layers.whiteout(&path)?;
+            self.nodes.lock().unlinked(ino, &path, None);
+            return Ok(());
+        }
         let f = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
         if f.is_dir() {
             return Err(Errno(libc::EISDIR));
@@ -183,7 +212,13 @@ impl UnionFs {
                 upper_key = Some((self.layers.all[0].dev, f.st.st_ino));
             }
         } else {
-            self.ensure_upper_dir(&p.path)?;
+            if !p
+                .dir_layers
+                .first()
+                .is_some_and(|&l| self.layers.is_upper(l))
+            {
+                self.ensure_upper_dir(&p.path)?;
+            }
             self.layers.whiteout(&f.path)?;
         }
         self.nodes.lock().unlinked(ino, &f.path, upper_key);
@@ -222,8 +257,11 @@ impl UnionFs {
         flags: u32,
     ) -> SysResult<()> {
         self.writable()?;
+        if flags == libc::RENAME_EXCHANGE {
+            return self.do_exchange(parent, name, newparent, newname);
+        }
         if flags & !libc::RENAME_NOREPLACE != 0 {
-            // RENAME_EXCHANGE/WHITEOUT across layers are not supported.
+            // RENAME_WHITEOUT is the overlay's own business, as on overlayfs.
             return Err(Errno(libc::EINVAL));
         }
         let p = self.node(parent)?;
@@ -256,22 +294,7 @@ impl UnionFs {
                 (false, false) => {}
             }
         }
-        // Source into the upper layer (pure-upper directories already are).
-        let src_node = if self.layers.is_upper(src.layer) {
-            None
-        } else {
-            self.nodes.lock().remember(
-                src_ino,
-                src.path.clone(),
-                src.layer,
-                src.st.st_mode & libc::S_IFMT,
-                src.dir_layers.clone(),
-            );
-            let r = self.copy_up(src_ino, false);
-            self.nodes.lock().forget(src_ino, 1);
-            Some(r?)
-        };
-        let old_path = src_node.map_or_else(|| src.path.clone(), |n| n.path);
+        let old_path = self.upper_copy(&src)?;
         self.ensure_upper_dir(&np.path)?;
         let up = self.layers.upper_fd()?;
         let new_path = sys::join(&np.path, newname);
@@ -312,6 +335,70 @@ impl UnionFs {
             nodes.unlinked(dst_ino, &new_path, None);
         }
         nodes.renamed(src_ino, &old_path, &new_path);
+        Ok(())
+    }
+
+    /// Gives a found object an upper copy (pure-upper directories already
+    /// have one); returns its upper path.
+    fn upper_copy(&self, f: &crate::lookup::Found) -> SysResult<Vec<u8>> {
+        if self.layers.is_upper(f.layer) {
+            return Ok(f.path.clone());
+        }
+        let ino = self.ino_of(f);
+        self.nodes.lock().remember(
+            ino,
+            f.path.clone(),
+            f.layer,
+            f.st.st_mode & libc::S_IFMT,
+            f.dir_layers.clone(),
+        );
+        let r = self.copy_up(ino, false);
+        self.nodes.lock().forget(ino, 1);
+        Ok(r?.path)
+    }
+
+    /// `renameat2(RENAME_EXCHANGE)`, as overlayfs does it without
+    /// redirect_dir: both names must exist; lower files are copied up and
+    /// the two upper entries swapped, so both names stay occupied in the
+    /// upper layer and no whiteout is needed; a directory with lower layers
+    /// cannot move (EXDEV, `mv` copies instead); a directory that lands in
+    /// a merged parent becomes opaque so lower entries never show through.
+    fn do_exchange(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+    ) -> SysResult<()> {
+        let p = self.node(parent)?;
+        let np = self.node(newparent)?;
+        let a = self.find(&p, name)?.ok_or(Errno(libc::ENOENT))?;
+        let b = self.find(&np, newname)?.ok_or(Errno(libc::ENOENT))?;
+        if [&a, &b].iter().any(|f| f.is_dir() && f.has_lower(self)) {
+            return Err(Errno(libc::EXDEV));
+        }
+        let (a_ino, b_ino) = (self.ino_of(&a), self.ino_of(&b));
+        if a_ino == b_ino {
+            return Ok(());
+        }
+        let a_path = self.upper_copy(&a)?;
+        let b_path = self.upper_copy(&b)?;
+        let up = self.layers.upper_fd()?;
+        sys::renameat2(up, &a_path, up, &b_path, libc::RENAME_EXCHANGE)?;
+        let merged =
+            |n: &crate::inode::Node| n.dir_layers.iter().any(|&l| !self.layers.is_upper(l));
+        if a.is_dir() && merged(&np) {
+            self.layers.set_opaque(&b_path)?;
+        }
+        if b.is_dir() && merged(&p) {
+            self.layers.set_opaque(&a_path)?;
+        }
+        // Paths never hold a NUL: a safe parking name for the swap.
+        const PARKED: &[u8] = b"\0exchange";
+        let mut nodes = self.nodes.lock();
+        nodes.renamed(a_ino, &a_path, PARKED);
+        nodes.renamed(b_ino, &b_path, &a_path);
+        nodes.renamed(a_ino, PARKED, &b_path);
         Ok(())
     }
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::idmap::IdMap;
 
+/// See [`Options::timeout`].
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1_000_000_000);
+
 /// A command line or option string that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionError {
@@ -50,9 +53,13 @@ pub struct Options {
     pub gid_map: IdMap,
     /// Serve extended attributes (off with `noxattrs`).
     pub xattrs: bool,
-    /// Kernel entry/attr cache timeout.
+    /// Kernel entry/attr cache timeout. The default is fuse-overlayfs's
+    /// (10^9 s, "forever"): the layers change only through the mount, and
+    /// the kernel updates its own cache for every change made through it,
+    /// so nothing ever needs revalidating.
     pub timeout: Duration,
-    /// FUSE worker threads.
+    /// Worker threads for the requests that may block (`threaded=`); the
+    /// quick ones are answered by the one session thread (see `lane`).
     pub threads: usize,
     /// fsync copied-up files before renaming them into place and honour fsync.
     pub fsync: bool,
@@ -84,7 +91,7 @@ impl Default for Options {
             uid_map: IdMap::default(),
             gid_map: IdMap::default(),
             xattrs: true,
-            timeout: Duration::from_secs(1),
+            timeout: DEFAULT_TIMEOUT,
             threads: 4,
             fsync: true,
             read_only: false,

@@ -222,8 +222,8 @@ pub(crate) fn fstatvfs(fd: RawFd) -> SysResult<libc::statvfs> {
     Ok(unsafe { st.assume_init() })
 }
 
-/// The `/proc/self/fd/N/path` spelling of a layer-relative path, for the
-/// calls (xattrs) that have no `*at` form in libc.
+/// The `/proc/self/fd/N/path` spelling of a layer-relative path, for
+/// kernels without the `*xattrat` calls (before 6.13).
 pub(crate) fn proc_path(dirfd: RawFd, path: &[u8]) -> SysResult<CString> {
     let mut v = format!("/proc/self/fd/{dirfd}").into_bytes();
     if path != b"." {
@@ -233,31 +233,120 @@ pub(crate) fn proc_path(dirfd: RawFd, path: &[u8]) -> SysResult<CString> {
     cpath(&v)
 }
 
+/// Linux 6.13's fd-relative xattr calls (the same numbers on every
+/// architecture, like all calls added since 5.1). They spare each xattr
+/// question a walk through /proc/self/fd, which costs more than the call.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod xattrat {
+    pub(super) const SETXATTRAT: libc::c_long = 463;
+    pub(super) const GETXATTRAT: libc::c_long = 464;
+    pub(super) const LISTXATTRAT: libc::c_long = 465;
+    pub(super) const REMOVEXATTRAT: libc::c_long = 466;
+}
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod xattrat {
+    // Unknown here: -1 fails with ENOSYS and the /proc path is used.
+    pub(super) const SETXATTRAT: libc::c_long = -1;
+    pub(super) const GETXATTRAT: libc::c_long = -1;
+    pub(super) const LISTXATTRAT: libc::c_long = -1;
+    pub(super) const REMOVEXATTRAT: libc::c_long = -1;
+}
+
+/// `struct xattr_args` of the `*xattrat` calls.
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// Cleared at the first ENOSYS: the kernel predates the `*xattrat` calls.
+static XATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Runs an `*xattrat` call, or `fallback` where the kernel lacks them.
+fn with_xattrat(
+    at: impl FnOnce() -> libc::c_long,
+    fallback: impl FnOnce() -> SysResult<isize>,
+) -> SysResult<isize> {
+    use std::sync::atomic::Ordering;
+    if XATTRAT.load(Ordering::Relaxed) {
+        let r = at();
+        if r >= 0 {
+            return Ok(r as isize);
+        }
+        let e = Errno::last();
+        if e.0 != libc::ENOSYS {
+            return Err(e);
+        }
+        XATTRAT.store(false, Ordering::Relaxed);
+    }
+    fallback()
+}
+
+fn isize_result(r: isize) -> SysResult<isize> {
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r)
+    }
+}
+
+const XATTR_AT_FLAGS: libc::c_long = libc::AT_SYMLINK_NOFOLLOW as libc::c_long;
+
 pub(crate) fn lgetxattr(dirfd: RawFd, path: &[u8], name: &[u8]) -> SysResult<Vec<u8>> {
-    let p = proc_path(dirfd, path)?;
+    let c = cpath(path)?;
     let n = cpath(name)?;
     read_growing(256, |buf| {
-        // SAFETY: valid C strings, and a buffer of the length given.
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size: buf.len() as u32,
+            flags: 0,
+        };
+        let args_ptr = std::ptr::addr_of_mut!(args);
+        let len = buf.len();
+        let ptr = buf.as_mut_ptr();
+        with_xattrat(
+            // SAFETY: valid C strings and an xattr_args naming a buffer of
+            // its stated size.
+            || unsafe {
+                libc::syscall(
+                    xattrat::GETXATTRAT,
+                    dirfd,
+                    c.as_ptr(),
+                    XATTR_AT_FLAGS,
+                    n.as_ptr(),
+                    args_ptr,
+                    std::mem::size_of::<XattrArgs>(),
+                )
+            },
+            || {
+                let p = proc_path(dirfd, path)?;
+                // SAFETY: valid C strings, and a buffer of the length given.
+                isize_result(unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), ptr.cast(), len) })
+            },
+        )
     })
 }
 
 /// Calls `f` with a buffer that grows while the kernel answers ERANGE (a
 /// value larger than the buffer), up to 1 MiB.
-fn read_growing(start: usize, mut f: impl FnMut(&mut [u8]) -> isize) -> SysResult<Vec<u8>> {
+fn read_growing(
+    start: usize,
+    mut f: impl FnMut(&mut [u8]) -> SysResult<isize>,
+) -> SysResult<Vec<u8>> {
     let mut buf = vec![0u8; start];
     loop {
-        let r = f(&mut buf);
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(buf);
+        match f(&mut buf) {
+            Ok(r) => {
+                buf.truncate(r as usize);
+                return Ok(buf);
+            }
+            Err(e) if e.0 != libc::ERANGE || buf.len() >= 1 << 20 => return Err(e),
+            Err(_) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
         }
-        let e = Errno::last();
-        if e.0 != libc::ERANGE || buf.len() >= 1 << 20 {
-            return Err(e);
-        }
-        let len = buf.len() * 4;
-        buf.resize(len, 0);
     }
 }
 
@@ -268,34 +357,91 @@ pub(crate) fn lsetxattr(
     value: &[u8],
     flags: i32,
 ) -> SysResult<()> {
-    let p = proc_path(dirfd, path)?;
+    let c = cpath(path)?;
     let n = cpath(name)?;
-    // SAFETY: valid C strings and buffer.
-    check(unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })
+    let mut args = XattrArgs {
+        value: value.as_ptr() as u64,
+        size: value.len() as u32,
+        flags: flags as u32,
+    };
+    let args_ptr = std::ptr::addr_of_mut!(args);
+    with_xattrat(
+        // SAFETY: valid C strings and an xattr_args naming `value`.
+        || unsafe {
+            libc::syscall(
+                xattrat::SETXATTRAT,
+                dirfd,
+                c.as_ptr(),
+                XATTR_AT_FLAGS,
+                n.as_ptr(),
+                args_ptr,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        },
+        || {
+            let p = proc_path(dirfd, path)?;
+            // SAFETY: valid C strings and buffer.
+            isize_result(unsafe {
+                libc::lsetxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    flags,
+                )
+            } as isize)
+        },
+    )
     .map(drop)
 }
 
 pub(crate) fn lremovexattr(dirfd: RawFd, path: &[u8], name: &[u8]) -> SysResult<()> {
-    let p = proc_path(dirfd, path)?;
+    let c = cpath(path)?;
     let n = cpath(name)?;
-    // SAFETY: valid C strings.
-    check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
+    with_xattrat(
+        // SAFETY: valid C strings.
+        || unsafe {
+            libc::syscall(
+                xattrat::REMOVEXATTRAT,
+                dirfd,
+                c.as_ptr(),
+                XATTR_AT_FLAGS,
+                n.as_ptr(),
+            )
+        },
+        || {
+            let p = proc_path(dirfd, path)?;
+            // SAFETY: valid C strings.
+            isize_result(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) } as isize)
+        },
+    )
+    .map(drop)
 }
 
 /// Lists xattr names (NUL-separated, as the kernel returns them).
 pub(crate) fn llistxattr(dirfd: RawFd, path: &[u8]) -> SysResult<Vec<u8>> {
-    let p = proc_path(dirfd, path)?;
+    let c = cpath(path)?;
     read_growing(1024, |buf| {
-        // SAFETY: a valid C string, and a buffer of the length given.
-        unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+        let len = buf.len();
+        let ptr = buf.as_mut_ptr();
+        with_xattrat(
+            // SAFETY: a valid C string, and a buffer of the length given.
+            || unsafe {
+                libc::syscall(
+                    xattrat::LISTXATTRAT,
+                    dirfd,
+                    c.as_ptr(),
+                    XATTR_AT_FLAGS,
+                    ptr,
+                    len,
+                )
+            },
+            || {
+                let p = proc_path(dirfd, path)?;
+                // SAFETY: a valid C string, and a buffer of the length given.
+                isize_result(unsafe { libc::llistxattr(p.as_ptr(), ptr.cast(), len) })
+            },
+        )
     })
 }
 

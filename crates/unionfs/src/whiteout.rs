@@ -116,7 +116,16 @@ impl Layers {
                 Ok(()) => return Ok(()),
             }
             match sys::mknodat(work, SHARED, libc::S_IFCHR, 0) {
-                Ok(()) | Err(Errno(libc::EEXIST)) => {}
+                Ok(()) | Err(Errno(libc::EEXIST)) => {
+                    // Remember it so listings know its links without a stat
+                    // (the work dir shares the upper layer's filesystem).
+                    if let Ok(st) = sys::fstatat(work, SHARED) {
+                        if crate::whiteout::is_whiteout_stat(&st) {
+                            self.shared_whiteout
+                                .store(st.st_ino, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
                 Err(_) => return sys::mknodat(up, path, libc::S_IFCHR, 0),
             }
         }

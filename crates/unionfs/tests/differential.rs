@@ -29,6 +29,7 @@ enum Op {
     Mkdir(usize),
     Rmdir(usize),
     Rename(usize, usize),
+    Exchange(usize, usize),
     Link(usize, usize),
     Symlink(usize, usize),
     Chmod(usize, u32),
@@ -46,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         n.clone().prop_map(Op::Mkdir),
         n.clone().prop_map(Op::Rmdir),
         (n.clone(), n.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+        (n.clone(), n.clone()).prop_map(|(a, b)| Op::Exchange(a, b)),
         (n.clone(), n.clone()).prop_map(|(a, b)| Op::Link(a, b)),
         (n.clone(), n.clone()).prop_map(|(a, b)| Op::Symlink(a, b)),
         (
@@ -92,6 +94,7 @@ fn apply(root: &Path, op: &Op) -> Result<(), i32> {
         Op::Mkdir(i) => errno(fs::create_dir(p(i))),
         Op::Rmdir(i) => errno(fs::remove_dir(p(i))),
         Op::Rename(a, b) => errno(fs::rename(p(a), p(b))),
+        Op::Exchange(a, b) => errno(exchange(&p(a), &p(b))),
         Op::Link(a, b) => errno(fs::hard_link(p(a), p(b))),
         Op::Symlink(a, b) => errno(std::os::unix::fs::symlink(NAMES[a], p(b))),
         Op::Chmod(i, m) => errno(fs::set_permissions(p(i), fs::Permissions::from_mode(m))),
@@ -108,6 +111,28 @@ fn apply(root: &Path, op: &Op) -> Result<(), i32> {
                 Err(-2)
             }
         }
+    }
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (a, b) = (c(a), c(b));
+    // SAFETY: two valid C strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -102,3 +102,55 @@ fn mount_helper_form_through_mount_t() {
     assert_eq!(read.unwrap(), "via helper");
     assert!(mounts.contains("helpersrc"));
 }
+
+#[test]
+fn a_detached_daemon_told_to_stop_leaves_a_newer_mount_at_its_path_alone() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount without fusermount");
+        return;
+    }
+    let f = Fixture::new(1);
+    fs::write(f.lower(0).join("f"), "lower").unwrap();
+    let _guard = UnmountGuard(f.mnt.clone());
+    let start = |upper: &std::path::Path, work: &std::path::Path| {
+        fs::create_dir_all(upper).unwrap();
+        fs::create_dir_all(work).unwrap();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            f.lower(0).display(),
+            upper.display(),
+            work.display()
+        );
+        let daemon = Command::new(BIN)
+            .args(["-f", "-o", &opts])
+            .arg(&f.mnt)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("mount", || is_mounted(&f.mnt));
+        daemon
+    };
+    let mut first = start(&f.upper, &f.work);
+    // An open file keeps the first mount, and its daemon, alive once detached.
+    let open = fs::File::open(f.mnt.join("f")).unwrap();
+    assert!(Command::new("umount")
+        .arg("-l")
+        .arg(&f.mnt)
+        .status()
+        .unwrap()
+        .success());
+    let mut second = start(&f.dir.path().join("u2"), &f.dir.path().join("w2"));
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    drop(open);
+    first.wait().unwrap();
+    assert!(
+        is_mounted(&f.mnt),
+        "the first daemon unmounted the second mount"
+    );
+    assert_eq!(fs::read_to_string(f.mnt.join("f")).unwrap(), "lower");
+    // SAFETY: as above.
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    second.wait().unwrap();
+    assert!(!is_mounted(&f.mnt));
+}

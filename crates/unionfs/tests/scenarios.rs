@@ -224,6 +224,59 @@ except OSError as e:
 }
 
 #[test]
+fn rename_exchange_swaps_with_copy_up_and_lower_dirs_get_exdev() {
+    each_mode(
+        1,
+        |f| {
+            let l = f.lower(0);
+            w(l.join("lf"), "lower f");
+            w(l.join("ld/x"), "x");
+            w(l.join("ld2/hidden"), "h");
+        },
+        r#"
+        X() { $PY -c "import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2)
+print(0 if r == 0 else ctypes.get_errno())" "$1" "$2"; }
+        echo upper > $M/uf
+        expect "X $M/lf $M/uf" 0
+        expect "cat $M/lf" upper
+        expect "cat $M/uf" "lower f"
+        expect "X $M/ld $M/uf" 18
+        expect "X $M/uf $M/ld" 18
+        expect "X $M/lf $M/nope" 2
+        mkdir $M/ud && touch $M/ud/y
+        rm -rf $M/ld2 && mkdir $M/ld2 && touch $M/ld2/z
+        expect "X $M/ud $M/ld2" 0
+        expect "ls $M/ld2" y
+        expect "ls $M/ud" z
+        mkdir $M/ud3 && echo q > $M/ud3/q
+        expect "X $M/ud3 $M/lf" 0
+        expect "cat $M/ud3" upper
+        expect "cat $M/lf/q" q
+        "#,
+        |f, _| {
+            assert_eq!(fs::read_to_string(f.upper.join("uf")).unwrap(), "lower f");
+            assert_eq!(fs::read_to_string(f.upper.join("ud3")).unwrap(), "upper\n");
+            assert!(f.upper.join("lf/q").exists());
+            assert!(f.upper.join("ld2/y").exists());
+        },
+    );
+}
+
+#[test]
+fn mount_type_carries_the_subtype() {
+    each_mode(
+        1,
+        |_| {},
+        r#"
+        expect "grep \" $M \" /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1" fuse.berth-unionfs
+        "#,
+        |_, _| {},
+    );
+}
+
+#[test]
 fn hard_links_symlinks_and_special_files() {
     each_mode(
         1,
@@ -447,23 +500,30 @@ fn unprivileged_writes_and_truncates_drop_setid_bits() {
         eprintln!("skipped: needs root to switch to an unprivileged writer");
         return;
     }
-    let f = Fixture::new(1);
-    for name in ["a", "b", "c"] {
-        let p = f.lower(0).join(name);
-        w(&p, "x");
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
+    // With passthrough the kernel writes the backing file itself; without
+    // it the writes reach the daemon flagged FUSE_WRITE_KILL_SUIDGID.
+    for extra in ["", ",nopassthrough"] {
+        let f = Fixture::new(1);
+        for name in ["a", "b", "c"] {
+            let p = f.lower(0).join(name);
+            w(&p, "x");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
+        }
+        f.run_opts(
+            Mode::Root,
+            &format!("{}{extra}", f.options()),
+            r#"
+            setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo y >> $M/a; truncate -s 0 $M/b"
+            expect "stat -c %a $M/a" 777
+            expect "stat -c %a $M/b" 777
+            expect "stat -c %a $U/a" 777
+            echo y >> $M/c
+            expect "stat -c %a $M/c" 6777
+            setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo z >> $M/c"
+            expect "stat -c %a $M/c" 777
+            "#,
+        );
     }
-    f.run(
-        Mode::Root,
-        r#"
-        setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo y >> $M/a; truncate -s 0 $M/b"
-        expect "stat -c %a $M/a" 777
-        expect "stat -c %a $M/b" 777
-        expect "stat -c %a $U/a" 777
-        echo y >> $M/c
-        expect "stat -c %a $M/c" 6777
-        "#,
-    );
 }
 
 #[test]

@@ -85,14 +85,14 @@ fn serve(cli: &Cli, ready: Option<std::fs::File>) -> ExitCode {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
-    let mut session = match berth_unionfs::session(&cli.options, &cli.mountpoint) {
+    let mut session = match berth_unionfs::mount(&cli.options, &cli.mountpoint) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berth-unionfs: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut unmounter = session.unmount_callable();
+    let mut unmounter = session.unmounter();
     std::thread::spawn(move || {
         let mut sig = 0;
         // SAFETY: waits on the blocked set.
