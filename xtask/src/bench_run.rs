@@ -45,6 +45,9 @@ const OPS: [Op; 7] = [
     Op::MonitorRss,
 ];
 
+/// The pause before each sample.
+const SETTLE: Duration = Duration::from_millis(100);
+
 /// Containers `ps -a` lists in its row.
 const PS_CONTAINERS: usize = 50;
 /// The change `commit` writes into a layer.
@@ -243,11 +246,14 @@ fn notes(tools: &[Tool], quick: bool) -> Vec<String> {
         String::new(),
         format!(
             "Medians of {} samples ({} for commit) after {} warm-up, the tools interleaved in a \
-             rotating order. berth cells add Docker's (D) and podman's (P) median divided by \
+             rotating order, {} ms of pause before each sample. berth cells add Docker's (D) and podman's (P) median divided by \
              berth's (above 1: berth is faster, or smaller), and ✓/✗ against the row's goal. \
              RSS: the per-container processes left while a container runs detached \
              (containerd-shim, conmon, berth's monitor).",
-            fast.samples, commit.samples, fast.warmup
+            fast.samples,
+            commit.samples,
+            fast.warmup,
+            SETTLE.as_millis()
         ),
         format!(
             "Image: busybox-static imported from one tarball into each. Flags on run/create: {}. \
@@ -311,6 +317,10 @@ fn measure(op: Op, tools: &[Tool], quick: bool) -> Result<Vec<Cell>> {
         for k in 0..n {
             let i = (k + round) % n;
             let Ok(prep) = &preps[i] else { continue };
+            // What a tool leaves running after its command returns (podman's
+            // cleanup process, dockerd's and the kernel's teardown of a
+            // network namespace) must not land in the next tool's sample.
+            std::thread::sleep(SETTLE);
             match sample(op, &tools[i], prep, round) {
                 Ok(v) if round >= plan.warmup => samples[i].push(v),
                 Ok(_) => {}
