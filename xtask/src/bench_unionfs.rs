@@ -224,14 +224,17 @@ fn measure(
     run: &dyn Fn(&Mounted) -> Result<Duration>,
     rss: &mut [Option<u64>],
 ) -> Row {
-    let mut cells = Vec::new();
-    for (i, imp) in impls.iter().enumerate() {
-        if !imp.present() {
-            cells.push(None);
-            continue;
-        }
-        let mut samples = Vec::new();
-        for r in 0..scale.reps {
+    let n = impls.len();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for r in 0..scale.reps {
+        // A rotating order: no implementation always runs first on a
+        // filesystem the others have not yet filled.
+        for k in 0..n {
+            let i = (k + r) % n;
+            let imp = &impls[i];
+            if !imp.present() {
+                continue;
+            }
             // Run dirs are only removed at the very end: ext4 makes inode
             // allocation slow right after mass deletion, which would tax
             // whichever implementation runs after a cleanup.
@@ -247,12 +250,18 @@ fn measure(
                 Ok(d)
             });
             match result {
-                Ok(d) => samples.push(d.as_secs_f64()),
+                Ok(d) => samples[i].push(d.as_secs_f64()),
                 Err(e) => eprintln!("{name} on {}: {e:#}", imp.label),
             }
         }
-        cells.push(median(samples));
-        eprintln!("{name:>28} {:>26}: {:?}", imp.label, cells.last().unwrap());
+    }
+    let cells: Vec<Option<f64>> = impls
+        .iter()
+        .zip(samples)
+        .map(|(imp, s)| if imp.present() { median(s) } else { None })
+        .collect();
+    for (imp, c) in impls.iter().zip(&cells) {
+        eprintln!("{name:>28} {:>26}: {c:?}", imp.label);
     }
     (name.to_string(), cells)
 }
@@ -303,7 +312,17 @@ pub fn run(quick: bool) -> Result<()> {
         );
     }
     let mut rss = vec![None; impls.len()];
-    let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
+    let runs = Path::new(ROOT).join("runs");
+    let _ = fs::remove_dir_all(&runs);
+    fs::create_dir_all(&runs)?;
+    // ext4 then puts each run's dirs in a block group of their own, as the
+    // store does for layers (see crates/store's `spread_subdirs`), instead
+    // of beside the runs before them. Best effort.
+    let _ = Command::new("chattr")
+        .arg("+T")
+        .arg(&runs)
+        .stderr(std::process::Stdio::null())
+        .status();
     let layers = Path::new(ROOT).join("layers");
     fs::create_dir_all(&layers)?;
     let mut rows = Vec::new();
