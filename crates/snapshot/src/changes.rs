@@ -249,11 +249,11 @@ fn dir_differs(a: &Metadata, b: &Metadata) -> bool {
 /// fields Docker compares, plus a symlink's target.
 fn node_differs(path: &Path, meta: &Metadata, l: &Found) -> Result<bool> {
     let b = &l.meta;
-    if meta.mode() != b.mode() || meta.uid() != b.uid() || meta.gid() != b.gid() {
+    if copy::shown_owner_and_mode(path, meta) != copy::shown_owner_and_mode(&l.path, b) {
         return Ok(true);
     }
     if meta.is_dir() {
-        return Ok(dir_differs(meta, b));
+        return Ok((meta.mtime(), meta.mtime_nsec()) != (b.mtime(), b.mtime_nsec()));
     }
     if meta.rdev() != b.rdev()
         || meta.size() != b.size()

@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use berth_overridestat::{OverrideStat, OVERRIDE_XATTR};
 use rustix::fs::{AtFlags, Mode, Timestamps, CWD};
 
 use crate::error::{Context, Result};
@@ -133,6 +134,53 @@ impl Mode0600 for std::fs::OpenOptions {
 
 /// Gives `dst` the owner, xattrs, mode and times of `src`. Last, because
 /// writing contents changes times and chown clears set-id bits.
+/// The owner a rootless unpack recorded for `path` (see
+/// `berth_overridestat`), if it has one; only regular files and
+/// directories can.
+fn recorded_owner(path: &Path, meta: &Metadata) -> Option<OverrideStat> {
+    if !(meta.is_file() || meta.is_dir()) {
+        return None;
+    }
+    let value = sys::get_xattr(path, OVERRIDE_XATTR).ok()??;
+    OverrideStat::parse(&value)
+}
+
+/// Owner, group and mode as a container sees `path`: the recorded ones
+/// where a rootless unpack kept them beside the file.
+pub(crate) fn shown_owner_and_mode(path: &Path, meta: &Metadata) -> (u32, u32, u32) {
+    match recorded_owner(path, meta) {
+        Some(o) => (o.uid, o.gid, (meta.mode() & libc::S_IFMT) | o.mode),
+        None => (meta.uid(), meta.gid(), meta.mode()),
+    }
+}
+
+/// Where the copy `dst` carries a recorded owner and this process may give
+/// it away (root of a rootless user namespace), the copy gets that owner
+/// and mode for real and loses the record, which would otherwise go stale.
+/// Without the privilege the record stays, as it was.
+fn apply_recorded_owner(dst: &Path) -> Result<()> {
+    let meta = dst.symlink_metadata().ctx("reading", dst)?;
+    let Some(o) = recorded_owner(dst, &meta) else {
+        return Ok(());
+    };
+    match rustix::fs::chownat(
+        CWD,
+        dst,
+        Some(rustix::fs::Uid::from_raw(o.uid)),
+        Some(rustix::fs::Gid::from_raw(o.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::PERM) => return Ok(()),
+        Err(e) => return Err(e).ctx("chown", dst),
+    }
+    rustix::fs::chmod(dst, Mode::from_raw_mode(o.mode)).ctx("chmod", dst)?;
+    match rustix::fs::lremovexattr(dst, OVERRIDE_XATTR) {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+        Err(e) => Err(e).ctx("removing the recorded owner of", dst),
+    }
+}
+
 pub(crate) fn copy_metadata(src: &Path, meta: &Metadata, dst: &Path) -> Result<()> {
     let is_link = meta.file_type().is_symlink();
     match rustix::fs::chownat(
@@ -165,6 +213,7 @@ pub(crate) fn copy_metadata(src: &Path, meta: &Metadata, dst: &Path) -> Result<(
     }
     if !is_link {
         rustix::fs::chmod(dst, Mode::from_raw_mode(meta.mode() & 0o7777)).ctx("chmod", dst)?;
+        apply_recorded_owner(dst)?;
     }
     let times = Timestamps {
         last_access: rustix::fs::Timespec {

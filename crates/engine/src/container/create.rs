@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::{CResult, ContainerError};
 use super::resources::{self, ResourceOptions};
 use super::state::{self, HostConfig, Record};
-use super::{mounts, names, random_hex, set_env, strings};
+use super::{mounts, names, random_hex, rootless, set_env, strings};
 use crate::images::now_rfc3339;
 use crate::Engine;
 
@@ -279,7 +279,17 @@ impl Engine {
             init_id: None,
             parent: chain.last().cloned(),
         })?;
-        self.snapshotter()?.prepare(&mount_id, lowers)?;
+        let prepare = || -> CResult<()> {
+            self.snapshotter()?.prepare(&mount_id, lowers)?;
+            Ok(())
+        };
+        // Rootless, vfs copies the image as root of a user namespace, so
+        // the copies get the owners the unpack could only record.
+        if self.driver() == "vfs" && rootless::needs_userns(self) {
+            rootless::in_userns(|| prepare().map(|()| Vec::new()))?;
+        } else {
+            prepare()?;
+        }
         self.seed_volumes(record, &mount_id)?;
         state::save(&self.container_dir(&record.id), record)
     }
