@@ -9,8 +9,10 @@
 //! Image layers are unpacked without chown when rootless: their files belong
 //! to the user (root inside), and the image's other owners (and set-id bits)
 //! are recorded in `user.containers.override_stat`, which the fuse driver
-//! shows (`xattr_permissions=2`) and commit reads back; kernel overlay and
-//! vfs cannot, and show root. Layers are never written through a container.
+//! shows (`xattr_permissions=2`) and commit reads back; vfs gives its copies
+//! those owners for real (it copies as root of a user namespace); kernel
+//! overlay cannot, and shows root. Layers are never written through a
+//! container.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
