@@ -356,6 +356,17 @@ mod tests {
             .unwrap()
     }
 
+    /// SETATTR of mode and owner only.
+    fn set_owner_mode(
+        fs: &UnionFs,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> SysResult<FileAttr> {
+        fs.do_setattr(ino, mode, uid, gid, None, None, None, None, None)
+    }
+
     #[test]
     fn recorded_owners_show_only_with_the_option() {
         let s = stack(",xattr_permissions=2");
@@ -388,19 +399,7 @@ mod tests {
         let f = look(&s.fs, www.ino.0, "f");
         // chmod: copied up with its record, the record changes, set-id bits
         // stay off the disk.
-        let a =
-            s.fs.do_setattr(
-                f.ino.0,
-                Some(0o4750),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
-            .unwrap();
+        let a = set_owner_mode(&s.fs, f.ino.0, Some(0o4750), None, None).unwrap();
         assert_eq!((a.uid, a.gid, a.perm), (1000, 1000, 0o4750));
         assert_eq!(get(&s.upper.join("www/f")).unwrap(), "1000:1000:4750:file");
         assert_eq!(get(&s.upper.join("www")).unwrap(), "33:33:2750:dir");
@@ -410,38 +409,14 @@ mod tests {
             0o750
         );
         // chown: the record is authoritative, and loses the set-id bit.
-        let a =
-            s.fs.do_setattr(
-                f.ino.0,
-                None,
-                Some(1234),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
-            .unwrap();
+        let a = set_owner_mode(&s.fs, f.ino.0, None, Some(1234), None).unwrap();
         assert_eq!((a.uid, a.gid, a.perm), (1234, 1000, 0o750));
         assert_eq!(get(&s.upper.join("www/f")).unwrap(), "1234:1000:0750:file");
         // The lower layer is untouched.
         assert_eq!(get(&s.lower.join("www/f")).unwrap(), "1000:1000:4755:file");
         // An object without a record is chowned on disk, as before.
         let plain = look(&s.fs, crate::inode::ROOT, "plain");
-        let a =
-            s.fs.do_setattr(
-                plain.ino.0,
-                None,
-                Some(7),
-                Some(8),
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
-            .unwrap();
+        let a = set_owner_mode(&s.fs, plain.ino.0, None, Some(7), Some(8)).unwrap();
         assert_eq!((a.uid, a.gid), (7, 8));
         assert_eq!(get(&s.upper.join("plain")), None);
         assert_eq!(s.upper.join("plain").metadata().unwrap().uid(), 7);
@@ -490,17 +465,7 @@ mod tests {
                     } else {
                         let fs = &s.fs;
                         let p = look(fs, crate::inode::ROOT, "plain");
-                        match fs.do_setattr(
-                            p.ino.0,
-                            None,
-                            Some(5),
-                            Some(6),
-                            None,
-                            None,
-                            None,
-                            None,
-                            None,
-                        ) {
+                        match set_owner_mode(fs, p.ino.0, None, Some(5), Some(6)) {
                             Ok(a) if (a.uid, a.gid) == (5, 6) => 0,
                             Ok(_) => 1,
                             Err(e) => {

@@ -293,32 +293,48 @@ fn isize_result(r: isize) -> SysResult<isize> {
 
 const XATTR_AT_FLAGS: libc::c_long = libc::AT_SYMLINK_NOFOLLOW as libc::c_long;
 
+/// getxattrat/setxattrat: `name` of `path` under `dirfd`, its value in the
+/// `len` bytes at `value`.
+///
+/// # Safety
+/// `value` must be valid for `len` bytes: writable for getxattrat.
+unsafe fn xattrat_value(
+    nr: libc::c_long,
+    dirfd: RawFd,
+    path: &std::ffi::CStr,
+    name: &std::ffi::CStr,
+    value: *mut u8,
+    len: usize,
+    flags: u32,
+) -> libc::c_long {
+    let mut args = XattrArgs {
+        value: value as u64,
+        size: len as u32,
+        flags,
+    };
+    // SAFETY: valid C strings and an xattr_args naming the caller's buffer.
+    unsafe {
+        libc::syscall(
+            nr,
+            dirfd,
+            path.as_ptr(),
+            XATTR_AT_FLAGS,
+            name.as_ptr(),
+            std::ptr::addr_of_mut!(args),
+            std::mem::size_of::<XattrArgs>(),
+        )
+    }
+}
+
 pub(crate) fn lgetxattr(dirfd: RawFd, path: &[u8], name: &[u8]) -> SysResult<Vec<u8>> {
     let c = cpath(path)?;
     let n = cpath(name)?;
     read_growing(256, |buf| {
-        let mut args = XattrArgs {
-            value: buf.as_mut_ptr() as u64,
-            size: buf.len() as u32,
-            flags: 0,
-        };
-        let args_ptr = std::ptr::addr_of_mut!(args);
         let len = buf.len();
         let ptr = buf.as_mut_ptr();
         with_xattrat(
-            // SAFETY: valid C strings and an xattr_args naming a buffer of
-            // its stated size.
-            || unsafe {
-                libc::syscall(
-                    xattrat::GETXATTRAT,
-                    dirfd,
-                    c.as_ptr(),
-                    XATTR_AT_FLAGS,
-                    n.as_ptr(),
-                    args_ptr,
-                    std::mem::size_of::<XattrArgs>(),
-                )
-            },
+            // SAFETY: the value buffer is `len` writable bytes.
+            || unsafe { xattrat_value(xattrat::GETXATTRAT, dirfd, &c, &n, ptr, len, 0) },
             || {
                 let p = proc_path(dirfd, path)?;
                 // SAFETY: valid C strings, and a buffer of the length given.
@@ -359,23 +375,17 @@ pub(crate) fn lsetxattr(
 ) -> SysResult<()> {
     let c = cpath(path)?;
     let n = cpath(name)?;
-    let mut args = XattrArgs {
-        value: value.as_ptr() as u64,
-        size: value.len() as u32,
-        flags: flags as u32,
-    };
-    let args_ptr = std::ptr::addr_of_mut!(args);
     with_xattrat(
-        // SAFETY: valid C strings and an xattr_args naming `value`.
+        // SAFETY: the kernel only reads the `value.len()` bytes of `value`.
         || unsafe {
-            libc::syscall(
+            xattrat_value(
                 xattrat::SETXATTRAT,
                 dirfd,
-                c.as_ptr(),
-                XATTR_AT_FLAGS,
-                n.as_ptr(),
-                args_ptr,
-                std::mem::size_of::<XattrArgs>(),
+                &c,
+                &n,
+                value.as_ptr().cast_mut(),
+                value.len(),
+                flags as u32,
             )
         },
         || {

@@ -196,16 +196,20 @@ impl Engine {
     /// those plus its image's ("virtual").
     pub fn container_sizes(&self, records: &[ContainerRecord]) -> CResult<Vec<(u64, u64)>> {
         let rw = self.writable_sizes(records)?;
+        // Containers mostly share a few images: each is measured once.
+        let mut image_sizes = std::collections::HashMap::new();
         Ok(records
             .iter()
             .zip(rw)
             .map(|(record, rw)| {
-                let image = match record.image.parse::<ImageId>() {
-                    Ok(id) => self
-                        .config(&id)
-                        .map_or(0, |c| self.chain_size(&c.chain()).unwrap_or(0)),
-                    Err(_) => 0,
-                };
+                let image = *image_sizes.entry(&record.image).or_insert_with(|| {
+                    match record.image.parse::<ImageId>() {
+                        Ok(id) => self
+                            .config(&id)
+                            .map_or(0, |c| self.chain_size(&c.chain()).unwrap_or(0)),
+                        Err(_) => 0,
+                    }
+                });
                 (rw, rw + image)
             })
             .collect())
