@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use super::error::{CResult, ContainerError};
 use super::flags;
 use super::logs::{self, LogEntry, LogOptions};
-use super::monitor::{self, RawTerminal};
+use super::monitor;
 use super::run::is_running;
 use super::state::{self, Record};
+use super::terminal::{self, RawTerminal};
 use super::{names, set_env, spec, strings};
 use crate::Engine;
 
@@ -367,7 +368,7 @@ impl Engine {
         let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut _raw = None;
         if tty && std::io::stdin().is_terminal() {
-            monitor::follow_terminal_remotely(&dir);
+            terminal::follow_terminal_remotely(&dir);
         }
         if flag("OpenStdin") && !no_stdin {
             if tty {
@@ -509,11 +510,11 @@ impl Engine {
                 let input = master
                     .try_clone()
                     .map_err(|e| ContainerError::io("cloning the pty", e))?;
-                monitor::forward_stdin(input, false);
+                terminal::forward_stdin(input, false);
             }
-            monitor::follow_terminal(master.as_raw_fd());
+            terminal::follow_terminal(master.as_raw_fd());
             copy_pty(master);
-            monitor::stop_following();
+            terminal::stop_following();
         }
         let status = child.wait()?;
         Ok(status.code())

@@ -23,6 +23,7 @@ mod rootless;
 mod run;
 mod spec;
 mod state;
+mod terminal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
