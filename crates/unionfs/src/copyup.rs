@@ -135,7 +135,12 @@ impl UnionFs {
                     )?;
                     if !skip_data && st.st_size > 0 {
                         let src = sys::openat(lfd, path, libc::O_RDONLY, 0)?;
-                        copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                        copy_data(
+                            src.as_raw_fd(),
+                            dst.as_raw_fd(),
+                            st.st_size as u64,
+                            self.fsync,
+                        )?;
                     }
                     if !ours {
                         self.own(work, &tmp, st.st_uid, st.st_gid)?;
@@ -244,8 +249,11 @@ fn set_times_fd(fd: RawFd, st: &libc::stat) -> SysResult<()> {
     Ok(())
 }
 
-/// Copies `size` bytes, skipping holes so sparse files stay sparse.
-pub(crate) fn copy_data(src: RawFd, dst: RawFd, size: u64) -> SysResult<()> {
+/// Copies `size` bytes, skipping holes so sparse files stay sparse. With
+/// `durable`, writeback of each copied chunk starts at once (the caller
+/// fsyncs at the end): the disk writes while the rest is read, where a
+/// copy followed by one fsync, the kernel's way, does one after the other.
+pub(crate) fn copy_data(src: RawFd, dst: RawFd, size: u64, durable: bool) -> SysResult<()> {
     let mut off: i64 = 0;
     let end = size as i64;
     while off < end {
@@ -257,13 +265,13 @@ pub(crate) fn copy_data(src: RawFd, dst: RawFd, size: u64) -> SysResult<()> {
                 break; // only a hole remains
             }
             // No SEEK_DATA support: copy everything.
-            copy_range(src, dst, off, end - off)?;
+            copy_range(src, dst, off, end - off, durable)?;
             break;
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(src, data, libc::SEEK_HOLE) };
         let hole = if hole < 0 { end } else { hole.min(end) };
-        copy_range(src, dst, data, hole - data)?;
+        copy_range(src, dst, data, hole - data, durable)?;
         off = hole;
     }
     // SAFETY: plain syscall; sets the size past any trailing hole.
@@ -273,14 +281,23 @@ pub(crate) fn copy_data(src: RawFd, dst: RawFd, size: u64) -> SysResult<()> {
     Ok(())
 }
 
-fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> SysResult<()> {
+/// How much [`copy_range`] copies between starting writebacks.
+const WRITEBACK_CHUNK: i64 = 8 << 20;
+
+fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64, durable: bool) -> SysResult<()> {
     let mut off_in = start;
     let mut off_out = start;
     let mut left = len;
     while left > 0 {
+        let want = if durable {
+            left.min(WRITEBACK_CHUNK)
+        } else {
+            left
+        };
+        let from = off_out;
         // SAFETY: offsets are valid pointers; fds are ours.
         let n =
-            unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, left as usize, 0) };
+            unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, want as usize, 0) };
         if n < 0 {
             let e = Errno::last();
             if matches!(
@@ -293,6 +310,12 @@ fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> SysResult<()> {
         }
         if n == 0 {
             break;
+        }
+        if durable {
+            // Only a head start: the fsync that follows is what makes the
+            // copy durable, so a failure here changes nothing.
+            // SAFETY: plain syscall on our fd.
+            unsafe { libc::sync_file_range(dst, from, n as i64, libc::SYNC_FILE_RANGE_WRITE) };
         }
         left -= n as i64;
     }

@@ -47,6 +47,7 @@ pub struct UnionFs {
     pub(crate) xattrs: bool,
     pub(crate) fsync: bool,
     pub(crate) threads: usize,
+    pub(crate) spin: Duration,
     pub(crate) passthrough: AtomicBool,
     pub(crate) backings: crate::file::Backings,
     /// Owners recorded in `user.containers.override_stat` are shown and
@@ -104,6 +105,7 @@ impl UnionFs {
             xattrs: opts.xattrs,
             fsync: opts.fsync,
             threads: opts.threads,
+            spin: opts.spin,
             passthrough: AtomicBool::new(opts.passthrough),
             backings: Default::default(),
             override_stat: opts.override_stat,

@@ -23,6 +23,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::fs::UnionFs;
+use crate::spin::Spin;
 use crate::sys::Errno;
 
 /// Returned on the session thread by an operation that must move to a
@@ -107,14 +108,17 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
 pub struct Served {
     pub(crate) fs: Arc<UnionFs>,
     pub(crate) pool: Pool,
+    pub(crate) spin: Arc<Spin>,
 }
 
 impl Served {
     pub(crate) fn new(fs: UnionFs) -> Served {
         let pool = Pool::new(fs.threads);
+        let spin = Arc::new(Spin::new(fs.spin));
         Served {
             fs: Arc::new(fs),
             pool,
+            spin,
         }
     }
 
@@ -128,7 +132,10 @@ impl Served {
 impl std::ops::Deref for Served {
     type Target = UnionFs;
 
+    /// Every request the session thread serves reaches the filesystem
+    /// through here, so this is also where the poller learns of it.
     fn deref(&self) -> &UnionFs {
+        self.spin.saw_request();
         &self.fs
     }
 }

@@ -55,6 +55,7 @@ mod mount;
 mod names;
 mod options;
 mod owners;
+mod spin;
 mod sys;
 mod whiteout;
 mod xattr;

@@ -1,8 +1,9 @@
 //! Turning [`Options`] into a mounted FUSE session.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
@@ -10,6 +11,7 @@ use crate::fs::UnionFs;
 use crate::lane::Served;
 use crate::layers::LayerError;
 use crate::options::Options;
+use crate::spin::Spin;
 use crate::sys;
 
 /// Why a mount failed.
@@ -31,6 +33,8 @@ pub enum MountError {
 /// A mounted, not yet served, overlay (see [`mount`]).
 pub struct Mounted {
     session: Session<Served>,
+    /// Polls the session's device while requests keep coming.
+    spin: Arc<Spin>,
     /// Set when we mounted it ourselves (not through fuser/fusermount3),
     /// so unmounting is ours too.
     direct: Option<PathBuf>,
@@ -56,7 +60,10 @@ impl Mounted {
 
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> std::io::Result<()> {
-        self.session.run()
+        self.spin.start(self.session.as_fd());
+        let r = self.session.run();
+        self.spin.stop();
+        r
     }
 }
 
@@ -136,9 +143,12 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
     let acl = config.acl;
     if let Some(fd) = mount_direct(opts, mountpoint, acl).map_err(mount_err)? {
         let dev = top_mount_dev(&at);
-        return match Session::from_fd(Served::new(fs), fd, acl, config) {
+        let served = Served::new(fs);
+        let spin = served.spin.clone();
+        return match Session::from_fd(served, fd, acl, config) {
             Ok(session) => Ok(Mounted {
                 session,
+                spin,
                 direct: Some(mountpoint.to_path_buf()),
                 at,
                 dev,
@@ -154,10 +164,13 @@ pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Mounted, MountError> {
             }
         };
     }
-    let session = Session::new(Served::new(fs), mountpoint, &config).map_err(mount_err)?;
+    let served = Served::new(fs);
+    let spin = served.spin.clone();
+    let session = Session::new(served, mountpoint, &config).map_err(mount_err)?;
     let dev = top_mount_dev(&at);
     Ok(Mounted {
         session,
+        spin,
         direct: None,
         at,
         dev,

@@ -67,6 +67,9 @@ pub struct Options {
     pub read_only: bool,
     /// Use FUSE passthrough for file I/O when the kernel allows it.
     pub passthrough: bool,
+    /// How long the session thread keeps polling /dev/fuse after a
+    /// request (`spin=` in microseconds, 0 never polls; see `spin.rs`).
+    pub spin: Duration,
     /// The mount's source name (mtab's first column).
     pub fsname: String,
     /// Let users other than the mounter in (`allow_other`).
@@ -96,6 +99,7 @@ impl Default for Options {
             fsync: true,
             read_only: false,
             passthrough: true,
+            spin: crate::spin::DEFAULT_WINDOW,
             fsname: "berth-unionfs".to_string(),
             allow_other: false,
             override_stat: false,
@@ -248,6 +252,10 @@ impl Options {
                 ("ro", None) => o.read_only = true,
                 ("passthrough", Some(v)) => o.passthrough = num::<u8>("passthrough", v)? != 0,
                 ("nopassthrough", None) => o.passthrough = false,
+                ("spin", Some(v)) => {
+                    let us: u64 = num("spin", v)?;
+                    o.spin = Duration::from_micros(us.min(1_000_000));
+                }
                 ("allow_other", None) | ("allow_root", None) => o.allow_other = true,
                 ("fsname", Some(v)) => o.fsname = v.to_string(),
                 ("xattr_permissions", Some(v)) => {
