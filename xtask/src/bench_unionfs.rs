@@ -9,6 +9,19 @@
 //! means a fresh mount after dropping the page, dentry and inode caches.
 //! Prints a markdown table of median times with each FUSE implementation's
 //! ratio to the kernel. Needs root (mounts, drop_caches).
+//!
+//! With `--rootless`, the FUSE daemons and every workload run as an
+//! unprivileged user (nobody, 65534) and mount through fusermount3, the way
+//! a rootless container engine runs them: no FUSE passthrough, `.wh.`
+//! whiteouts, user.* xattrs. The kernel column is then root's mount used by
+//! that user, the layers are owned by it, and caches are dropped before
+//! every sample (the user cannot).
+//!
+//! Everything runs on a fresh ext4 made for the run (see [`Scratch`]): on
+//! a long-used disk, ext4's inode allocator skips inodes freed in the last
+//! minutes, and after the mass deletions of earlier runs that made a
+//! create of 10k files take anything from 0.5 to 7 s on the same kernel
+//! overlayfs.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -83,6 +96,106 @@ impl Drop for Mounted {
     }
 }
 
+/// A fresh ext4 on a loop device (direct I/O, so pages are not cached
+/// twice) mounted for the run; unmounted and deleted on drop.
+struct Scratch {
+    dir: PathBuf,
+    image: PathBuf,
+    loopdev: Option<String>,
+}
+
+impl Scratch {
+    /// Makes it, or says why not (the run then uses the host's disk).
+    fn make() -> Result<Scratch> {
+        let dir = Path::new(ROOT).join("scratch");
+        let image = Path::new(ROOT).join("scratch.img");
+        fs::create_dir_all(&dir)?;
+        if is_mounted(&dir) {
+            let _ = Command::new("umount").arg(&dir).status();
+        }
+        let _ = fs::remove_file(&image);
+        let mut s = Scratch {
+            dir,
+            image,
+            loopdev: None,
+        };
+        // Sparse: only what the run writes takes space (big outputs are
+        // removed after each sample, see `measure`).
+        fs::File::create(&s.image)?.set_len(40 << 30)?;
+        // Inode tables and journal written now, not by a background thread
+        // during the measurements.
+        sh(&format!(
+            "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 {}",
+            s.image.display()
+        ))?;
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--direct-io=on"])
+            .arg(&s.image)
+            .output()?;
+        if !out.status.success() {
+            bail!("losetup: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        s.loopdev = Some(dev.clone());
+        sh(&format!("mount {dev} {}", s.dir.display()))?;
+        Ok(s)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+        if let Some(dev) = &self.loopdev {
+            let _ = Command::new("losetup").arg("-d").arg(dev).status();
+        }
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// /dev/fuse opened to everyone for the run (distributions ship it 0666;
+/// these machines have 0600), as it was afterwards.
+struct FuseDevOpen {
+    mode: Option<u32>,
+}
+
+impl FuseDevOpen {
+    fn new() -> Result<FuseDevOpen> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata("/dev/fuse")?.permissions().mode() & 0o7777;
+        if mode & 0o006 == 0o006 {
+            return Ok(FuseDevOpen { mode: None });
+        }
+        fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666))?;
+        Ok(FuseDevOpen { mode: Some(mode) })
+    }
+}
+
+impl Drop for FuseDevOpen {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(m) = self.mode {
+            let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(m));
+        }
+    }
+}
+
+/// Removes the big files a sample left in its upper dir (the write and
+/// copy-up outputs), so the run's disk use stays near one sample's.
+fn remove_big_outputs(run_dir: &Path) {
+    let Ok(entries) = fs::read_dir(run_dir.join("u")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.metadata()
+            .is_ok_and(|m| m.is_file() && m.len() >= 64 << 20)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 fn is_mounted(p: &Path) -> bool {
     let s = p.display().to_string();
     fs::read_to_string("/proc/self/mountinfo")
@@ -96,11 +209,85 @@ fn berth_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/release/berth-unionfs"))
 }
 
-fn mount(imp: &Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
+/// Where samples run, and as whom.
+struct Ctx {
+    runs: PathBuf,
+    /// uid and gid of the unprivileged user in `--rootless` mode.
+    user: Option<(u32, u32)>,
+}
+
+impl Ctx {
+    /// Hands `path` (recursively) to the unprivileged user, if any.
+    fn own(&self, path: &Path) -> Result<()> {
+        if let Some((uid, gid)) = self.user {
+            sh(&format!("chown -R {uid}:{gid} {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Times `f` as the unprivileged user (in a forked child), or here.
+    fn run_as(&self, f: &dyn Fn() -> Result<Duration>) -> Result<Duration> {
+        let Some((uid, gid)) = self.user else {
+            return f();
+        };
+        // The user cannot drop caches: every sample starts cold, and the
+        // warm workloads warm up themselves.
+        drop_caches();
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills two new descriptors.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            bail!("pipe: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: xtask is single-threaded here; the child only runs the
+        // workload and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            bail!("fork: {}", std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: dropping privileges in the child, then reporting.
+            unsafe {
+                libc::close(fds[0]);
+                let ok = libc::setgroups(0, std::ptr::null()) == 0
+                    && libc::setgid(gid) == 0
+                    && libc::setuid(uid) == 0;
+                let msg = if !ok {
+                    format!("E dropping privileges: {}", std::io::Error::last_os_error())
+                } else {
+                    match f() {
+                        Ok(d) => format!("{}", d.as_secs_f64()),
+                        Err(e) => format!("E {e:#}"),
+                    }
+                };
+                libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our end of the pipe, read to EOF, then reaping the child.
+        let msg = unsafe {
+            libc::close(fds[1]);
+            let mut f = <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]);
+            let mut msg = String::new();
+            let _ = f.read_to_string(&mut msg);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            msg
+        };
+        match msg.strip_prefix("E ") {
+            Some(e) => bail!("{e}"),
+            None => Ok(Duration::from_secs_f64(
+                msg.trim().parse().context("the workload's report")?,
+            )),
+        }
+    }
+}
+
+fn mount(ctx: &Ctx, imp: &Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
     let (upper, work, mnt) = (run_dir.join("u"), run_dir.join("w"), run_dir.join("m"));
     for d in [&upper, &work, &mnt] {
         fs::create_dir_all(d)?;
     }
+    ctx.own(run_dir)?;
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -124,7 +311,13 @@ fn mount(imp: &Impl, lowers: &[PathBuf], run_dir: &Path) -> Result<Mounted> {
             None
         }
         Some(prog) => {
-            let child = Command::new(prog)
+            let mut cmd = Command::new(prog);
+            if let Some((uid, gid)) = ctx.user {
+                use std::os::unix::process::CommandExt;
+                // std also drops the supplementary groups.
+                cmd.uid(uid).gid(gid);
+            }
+            let child = cmd
                 .args(["-f", "-o", &opts])
                 .arg(&mnt)
                 .stdout(Stdio::null())
@@ -217,6 +410,7 @@ type Row = (String, Vec<Option<f64>>);
 /// Runs one workload on every implementation `reps` times; returns median
 /// seconds per implementation (None when it failed or is missing).
 fn measure(
+    ctx: &Ctx,
     impls: &[Impl],
     scale: &Scale,
     name: &str,
@@ -225,6 +419,11 @@ fn measure(
     rss: &mut [Option<u64>],
 ) -> Row {
     let n = impls.len();
+    for l in lowers {
+        if let Err(e) = ctx.own(l) {
+            eprintln!("{name}: {e:#}");
+        }
+    }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
     for r in 0..scale.reps {
         // A rotating order: no implementation always runs first on a
@@ -239,16 +438,15 @@ fn measure(
             // allocation slow right after mass deletion, which would tax
             // whichever implementation runs after a cleanup.
             let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
-            let dir = Path::new(ROOT)
-                .join("runs")
-                .join(format!("{slug}-{}-{r}", imp.slug));
-            let result = mount(imp, lowers, &dir).and_then(|m| {
-                let d = run(&m)?;
+            let dir = ctx.runs.join(format!("{slug}-{}-{r}", imp.slug));
+            let result = mount(ctx, imp, lowers, &dir).and_then(|m| {
+                let d = ctx.run_as(&|| run(&m))?;
                 if let Some(kib) = m.peak_rss_kib() {
                     rss[i] = Some(rss[i].unwrap_or(0).max(kib));
                 }
                 Ok(d)
             });
+            remove_big_outputs(&dir);
             match result {
                 Ok(d) => samples[i].push(d.as_secs_f64()),
                 Err(e) => eprintln!("{name} on {}: {e:#}", imp.label),
@@ -267,7 +465,7 @@ fn measure(
 }
 
 /// Runs the benchmark and prints the table.
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, rootless: bool) -> Result<()> {
     let scale = if quick {
         Scale {
             stat_files: 20_000,
@@ -312,7 +510,22 @@ pub fn run(quick: bool) -> Result<()> {
         );
     }
     let mut rss = vec![None; impls.len()];
-    let runs = Path::new(ROOT).join("runs");
+    let scratch = Scratch::make()
+        .map_err(|e| eprintln!("no scratch ext4 ({e:#}); running on the host's disk"))
+        .ok();
+    let work = scratch
+        .as_ref()
+        .map_or_else(|| PathBuf::from(ROOT), |s| s.dir.clone());
+    let runs = work.join("runs");
+    let ctx = Ctx {
+        runs: runs.clone(),
+        user: rootless.then_some((65534, 65534)),
+    };
+    let _fuse_dev = if rootless {
+        Some(FuseDevOpen::new()?)
+    } else {
+        None
+    };
     let _ = fs::remove_dir_all(&runs);
     fs::create_dir_all(&runs)?;
     // ext4 then puts each run's dirs in a block group of their own, as the
@@ -323,7 +536,7 @@ pub fn run(quick: bool) -> Result<()> {
         .arg(&runs)
         .stderr(std::process::Stdio::null())
         .status();
-    let layers = Path::new(ROOT).join("layers");
+    let layers = work.join("layers");
     fs::create_dir_all(&layers)?;
     let mut rows = Vec::new();
 
@@ -349,6 +562,7 @@ pub fn run(quick: bool) -> Result<()> {
         })
     };
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("stat {}k files, cold", scale.stat_files / 1000),
@@ -357,6 +571,7 @@ pub fn run(quick: bool) -> Result<()> {
         &mut rss,
     ));
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("stat {}k files, warm", scale.stat_files / 1000),
@@ -394,6 +609,7 @@ pub fn run(quick: bool) -> Result<()> {
         })
     };
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("readdir {}k merged, cold", scale.readdir_entries / 1000),
@@ -402,6 +618,7 @@ pub fn run(quick: bool) -> Result<()> {
         &mut rss,
     ));
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("readdir {}k merged, warm", scale.readdir_entries / 1000),
@@ -425,6 +642,7 @@ pub fn run(quick: bool) -> Result<()> {
     };
     let mib = scale.read_bytes >> 20;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("read {mib} MiB, cold"),
@@ -433,6 +651,7 @@ pub fn run(quick: bool) -> Result<()> {
         &mut rss,
     ));
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("read {mib} MiB, warm"),
@@ -447,6 +666,7 @@ pub fn run(quick: bool) -> Result<()> {
     let el = vec![empty.clone()];
     let wbytes = scale.write_bytes;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("write {} MiB + fsync", wbytes >> 20),
@@ -470,6 +690,7 @@ pub fn run(quick: bool) -> Result<()> {
     make_big(&cu, scale.copyup_bytes)?;
     let cl = vec![layers.join("copyup")];
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("copy-up {} MiB", scale.copyup_bytes >> 20),
@@ -489,6 +710,7 @@ pub fn run(quick: bool) -> Result<()> {
     // create small files
     let nc = scale.create_files;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("create {}k x 4 KiB", nc / 1000),
@@ -507,6 +729,7 @@ pub fn run(quick: bool) -> Result<()> {
         fs::remove_dir_all(&src)?;
     }
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("untar {}k files", scale.untar_files / 1000),
@@ -520,6 +743,7 @@ pub fn run(quick: bool) -> Result<()> {
     let _ = fs::remove_dir_all(&rml);
     make_files(&rml.join("tree"), scale.rm_files, 0, 500)?;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("rm -rf {}k lower files", scale.rm_files / 1000),
@@ -533,6 +757,7 @@ pub fn run(quick: bool) -> Result<()> {
     let _ = fs::remove_dir_all(&chl);
     let chfiles = make_files(&chl, scale.chmod_files, 0, 1000)?;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("chmod {}k files", scale.chmod_files / 1000),
@@ -556,6 +781,7 @@ pub fn run(quick: bool) -> Result<()> {
     let _ = fs::remove_dir_all(&mxl);
     let mxfiles = make_files(&mxl, scale.mix_files, 0, 1000)?;
     rows.push(measure(
+        &ctx,
         &impls,
         &scale,
         &format!("metadata mix {}k files", scale.mix_files / 1000),
@@ -578,8 +804,12 @@ pub fn run(quick: bool) -> Result<()> {
         &mut rss,
     ));
 
+    if rootless {
+        println!("FUSE daemons and workloads as an unprivileged user (uid 65534), through fusermount3, no passthrough:\n");
+    }
     print_table(&impls, &rows, &rss);
-    let _ = fs::remove_dir_all(Path::new(ROOT).join("runs"));
+    let _ = fs::remove_dir_all(&runs);
+    drop(scratch);
     Ok(())
 }
 

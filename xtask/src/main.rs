@@ -47,6 +47,10 @@ enum Cmd {
         /// Smaller workloads, for a quick look.
         #[arg(long)]
         quick: bool,
+        /// unionfs: run the FUSE daemons and the workloads as an
+        /// unprivileged user (no passthrough, fusermount3).
+        #[arg(long)]
+        rootless: bool,
     },
     /// Run every fuzz target for a while.
     Fuzz {
@@ -62,7 +66,11 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test { filter, no_setup } => test(filter.as_deref(), no_setup),
-        Cmd::Bench { suite, quick } => bench(suite.as_deref(), quick),
+        Cmd::Bench {
+            suite,
+            quick,
+            rootless,
+        } => bench(suite.as_deref(), quick, rootless),
         Cmd::Fuzz { seconds } => fuzz::run(seconds),
         Cmd::Fixtures { dir } => {
             std::fs::create_dir_all(&dir)?;
@@ -106,7 +114,7 @@ fn test(filter: Option<&str>, no_setup: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(suite: Option<&str>, quick: bool) -> Result<()> {
+fn bench(suite: Option<&str>, quick: bool, rootless: bool) -> Result<()> {
     let all = suite.is_none();
     let mut ran = false;
     if all || suite == Some("images") {
@@ -114,7 +122,7 @@ fn bench(suite: Option<&str>, quick: bool) -> Result<()> {
         ran = true;
     }
     if all || suite == Some("unionfs") {
-        bench_unionfs::run(quick)?;
+        bench_unionfs::run(quick, rootless)?;
         ran = true;
     }
     if all || suite == Some("run") {

@@ -44,14 +44,10 @@ pub(crate) fn mount(m: &Mount, target: &Path) -> Result<fuser::BackgroundSession
             // it starts) their own cwd, root and umask.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }
                 .ctx("unsharing the umask for", &target)?;
-            let session =
-                berth_unionfs::session(&opts, &target).map_err(|source| SnapshotError::Fuse {
-                    path: target.clone(),
-                    source,
-                })?;
-            session
-                .spawn()
-                .ctx("starting the FUSE session for", &target)
+            berth_unionfs::spawn(&opts, &target).map_err(|source| SnapshotError::Fuse {
+                path: target.clone(),
+                source,
+            })
         })
         .join()
         .unwrap_or_else(|_| {

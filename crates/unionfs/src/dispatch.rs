@@ -314,7 +314,11 @@ impl Filesystem for Served {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // May wait for the disk: keep the session thread free.
+        // What the page cache holds is answered here; what may wait for the
+        // disk goes to a worker, keeping the session thread free.
+        if let Some(d) = self.read_cached(fh.0, offset, size) {
+            return reply.data(&d);
+        }
         self.on_worker(move |fs| match fs.do_read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(err) => reply.error(e(err)),

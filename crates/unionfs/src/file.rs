@@ -140,6 +140,31 @@ impl UnionFs {
         Ok(buf)
     }
 
+    /// Reads `size` bytes at `off` if the page cache holds them all (or the
+    /// file ends before), without waiting for the disk (`RWF_NOWAIT`).
+    /// None: not cached, or not known to be; [`Self::do_read`] then.
+    pub(crate) fn read_cached(&self, fh: u64, off: u64, size: u32) -> Option<Vec<u8>> {
+        let h = self.file_fd(fh).ok()?;
+        let Handle::File { fd, .. } = &*h else {
+            return None;
+        };
+        let mut buf = Vec::<u8>::with_capacity(size as usize);
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: size as usize,
+        };
+        // SAFETY: the iovec covers buf's capacity, all the kernel may write.
+        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, off as i64, libc::RWF_NOWAIT) };
+        // A short read is the end of the file or the end of what is
+        // cached: only a full one (or none at all, the end) is an answer.
+        if n < 0 || (n > 0 && n as usize != size as usize) {
+            return None;
+        }
+        // SAFETY: the kernel wrote n bytes.
+        unsafe { buf.set_len(n as usize) };
+        Some(buf)
+    }
+
     /// Writes at `off`; `kill_setid` (FUSE_WRITE_KILL_SUIDGID: the writer
     /// may not keep them) then clears set-user-ID and group-executable
     /// set-group-ID, as a local filesystem would.

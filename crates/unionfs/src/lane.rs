@@ -129,6 +129,13 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// The session is over: its poller, if any, ends too.
+    fn drop(&mut self) {
+        self.spin.stop();
+    }
+}
+
 impl std::ops::Deref for Served {
     type Target = UnionFs;
 

@@ -65,5 +65,5 @@ pub use fs::UnionFs;
 pub use idmap::IdMap;
 pub use lane::Served;
 pub use layers::LayerError;
-pub use mount::{mount, session, MountError, Mounted, Unmounter, FSTYPE};
+pub use mount::{mount, session, spawn, MountError, Mounted, Unmounter, FSTYPE};
 pub use options::{Cli, OptionError, Options};

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::fs::UnionFs;
 use crate::lane::Served;
@@ -61,9 +61,7 @@ impl Mounted {
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> std::io::Result<()> {
         self.spin.start(self.session.as_fd());
-        let r = self.session.run();
-        self.spin.stop();
-        r
+        self.session.run()
     }
 }
 
@@ -127,6 +125,22 @@ pub fn session(opts: &Options, mountpoint: &Path) -> Result<Session<Served>, Mou
         path: mountpoint.to_path_buf(),
         source,
     })
+}
+
+/// Like [`session`], served on threads of its own (and polling the device
+/// while requests keep coming, see `spin`) until the returned session is
+/// unmounted and joined.
+pub fn spawn(opts: &Options, mountpoint: &Path) -> Result<BackgroundSession, MountError> {
+    let (fs, config) = prepare(opts)?;
+    let served = Served::new(fs);
+    let spin = served.spin.clone();
+    let mount_err = |source| MountError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    let session = Session::new(served, mountpoint, &config).map_err(mount_err)?;
+    spin.start(session.as_fd());
+    session.spawn().map_err(mount_err)
 }
 
 /// Like [`session`], but a direct mount carries the subtype ([`FSTYPE`]),
