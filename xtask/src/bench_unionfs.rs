@@ -439,6 +439,8 @@ fn measure(
             // whichever implementation runs after a cleanup.
             let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
             let dir = ctx.runs.join(format!("{slug}-{}-{r}", imp.slug));
+            // The previous sample's writeback must not land in this one.
+            let _ = Command::new("sync").status();
             let result = mount(ctx, imp, lowers, &dir).and_then(|m| {
                 let d = ctx.run_as(&|| run(&m))?;
                 if let Some(kib) = m.peak_rss_kib() {
