@@ -27,8 +27,10 @@
 //! * **Speed** comes from the kernel: entry/attr timeouts, kept page and
 //!   directory caches (the layers only change through us), readdirplus,
 //!   one session thread for the quick requests with workers for the slow
-//!   ones (`lane`: cheaper round trips than many readers), and FUSE
-//!   passthrough for file I/O where the kernel grants it. Round trips the
+//!   ones (`lane`: cheaper round trips than many readers), a session
+//!   thread that polls /dev/fuse while requests keep coming instead of
+//!   being woken for each (`spin`), and FUSE passthrough for file I/O where
+//!   the kernel grants it. Round trips the
 //!   kernel can skip are skipped: no FLUSH (`FOPEN_NOFLUSH`), no GETATTR
 //!   before chown (`FUSE_HANDLE_KILLPRIV`: we drop set-id bits ourselves),
 //!   and a reopened directory is listed from the kernel's cache without a

@@ -326,7 +326,7 @@ mod tests {
     fn all_options() {
         let o = Options::parse(
             "lowerdir=/l,squash_to_root,squash_to_uid=5,squash_to_gid=6,uidmapping=0:1:1,\
-             gidmapping=0:2:1,noxattrs,timeout=2.5,threaded=8,fsync=0,nopassthrough",
+             gidmapping=0:2:1,noxattrs,timeout=2.5,threaded=8,fsync=0,nopassthrough,spin=50",
         )
         .unwrap();
         assert!(o.squash_to_root && !o.xattrs && !o.fsync && !o.passthrough);
@@ -335,6 +335,12 @@ mod tests {
         assert_eq!(o.gid_map.to_inside(2), 0);
         assert_eq!(o.timeout, Duration::from_millis(2500));
         assert_eq!(o.threads, 8);
+        assert_eq!(o.spin, Duration::from_micros(50));
+        assert_eq!(
+            Options::parse("lowerdir=/l").unwrap().spin,
+            crate::spin::DEFAULT_WINDOW
+        );
+        assert!(Options::parse("lowerdir=/l,spin=x").is_err());
         assert!(!o.override_stat);
         let o = Options::parse("lowerdir=/l,xattr_permissions=2").unwrap();
         assert!(o.override_stat);

@@ -154,3 +154,52 @@ fn a_detached_daemon_told_to_stop_leaves_a_newer_mount_at_its_path_alone() {
     second.wait().unwrap();
     assert!(!is_mounted(&f.mnt));
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn the_daemon_polls_during_a_burst_and_sleeps_once_it_is_over() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount without fusermount");
+        return;
+    }
+    let f = Fixture::new(1);
+    let _guard = UnmountGuard(f.mnt.clone());
+    // A window long enough that a burst of requests keeps it polling
+    // however slow this machine is.
+    let mut daemon = Command::new(BIN)
+        .args(["-f", "-o", &format!("{},spin=300000", f.options())])
+        .arg(&f.mnt)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("mount", || is_mounted(&f.mnt));
+    let pid = daemon.id();
+    let before = cpu_ticks(pid);
+    for i in 0..50 {
+        fs::write(f.mnt.join(format!("f{i}")), b"x").unwrap();
+    }
+    // Polling: the daemon keeps a CPU busy for up to two windows after the
+    // last request. With the window at 0.3 s, it must have burnt CPU by the
+    // time the window has passed once (a blocking daemon uses next to none
+    // for 50 small files).
+    std::thread::sleep(Duration::from_millis(250));
+    let polled = cpu_ticks(pid) - before;
+    // Then it must go back to sleeping: a second of idleness costs nothing.
+    std::thread::sleep(Duration::from_millis(800));
+    let idle_from = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = cpu_ticks(pid) - idle_from;
+    let _ = Command::new("umount").arg(&f.mnt).status();
+    let _ = daemon.wait();
+    assert!(polled >= 5, "no polling after a burst: {polled} ticks");
+    assert!(idle <= 5, "an idle daemon burnt {idle} ticks in a second");
+}
