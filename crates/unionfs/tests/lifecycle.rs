@@ -21,6 +21,18 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Starts the daemon in the foreground on `mnt` and waits for the mount.
+fn start_daemon(opts: &str, mnt: &std::path::Path) -> std::process::Child {
+    let daemon = Command::new(BIN)
+        .args(["-f", "-o", opts])
+        .arg(mnt)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("mount", || is_mounted(mnt));
+    daemon
+}
+
 #[test]
 fn kill_9_mid_copy_up_leaves_no_half_file_and_remount_is_consistent() {
     if !is_root() {
@@ -32,13 +44,7 @@ fn kill_9_mid_copy_up_leaves_no_half_file_and_remount_is_consistent() {
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     fs::write(f.lower(0).join("big"), &data).unwrap();
     let _guard = UnmountGuard(f.mnt.clone());
-    let mut daemon = Command::new(BIN)
-        .args(["-f", "-o", &f.options()])
-        .arg(&f.mnt)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("mount", || is_mounted(&f.mnt));
+    let mut daemon = start_daemon(&f.options(), &f.mnt);
     // Appending forces a copy-up of the whole file.
     let mut writer = Command::new("sh")
         .arg("-c")
@@ -121,14 +127,7 @@ fn a_detached_daemon_told_to_stop_leaves_a_newer_mount_at_its_path_alone() {
             upper.display(),
             work.display()
         );
-        let daemon = Command::new(BIN)
-            .args(["-f", "-o", &opts])
-            .arg(&f.mnt)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("mount", || is_mounted(&f.mnt));
-        daemon
+        start_daemon(&opts, &f.mnt)
     };
     let mut first = start(&f.upper, &f.work);
     // An open file keeps the first mount, and its daemon, alive once detached.
@@ -175,13 +174,7 @@ fn the_daemon_polls_during_a_burst_and_sleeps_once_it_is_over() {
     let _guard = UnmountGuard(f.mnt.clone());
     // A window long enough that a burst of requests keeps it polling
     // however slow this machine is.
-    let mut daemon = Command::new(BIN)
-        .args(["-f", "-o", &format!("{},spin=300000", f.options())])
-        .arg(&f.mnt)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("mount", || is_mounted(&f.mnt));
+    let mut daemon = start_daemon(&format!("{},spin=300000", f.options()), &f.mnt);
     let pid = daemon.id();
     let before = cpu_ticks(pid);
     for i in 0..50 {
