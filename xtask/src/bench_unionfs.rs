@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::measure::{fmt_time, median, timed, Table};
+use crate::scratch::Scratch;
 
 mod impls;
 use impls::{Impl, Kind};
@@ -96,64 +97,6 @@ impl Drop for Mounted {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-/// A fresh ext4 on a loop device (direct I/O, so pages are not cached
-/// twice) mounted for the run; unmounted and deleted on drop.
-struct Scratch {
-    dir: PathBuf,
-    image: PathBuf,
-    loopdev: Option<String>,
-}
-
-impl Scratch {
-    /// Makes it, or says why not (the run then uses the host's disk).
-    fn make() -> Result<Scratch> {
-        let dir = Path::new(ROOT).join("scratch");
-        let image = Path::new(ROOT).join("scratch.img");
-        fs::create_dir_all(&dir)?;
-        if is_mounted(&dir) {
-            let _ = Command::new("umount").arg(&dir).status();
-        }
-        let _ = fs::remove_file(&image);
-        let mut s = Scratch {
-            dir,
-            image,
-            loopdev: None,
-        };
-        // Sparse: only what the run writes takes space (big outputs are
-        // removed after each sample, see `measure`).
-        fs::File::create(&s.image)?.set_len(40 << 30)?;
-        // Inode tables and journal written now, not by a background thread
-        // during the measurements.
-        sh(&format!(
-            "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 {}",
-            s.image.display()
-        ))?;
-        let out = Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(&s.image)
-            .output()?;
-        if !out.status.success() {
-            bail!("losetup: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        s.loopdev = Some(dev.clone());
-        sh(&format!("mount {dev} {}", s.dir.display()))?;
-        Ok(s)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if is_mounted(&self.dir) {
-            let _ = Command::new("umount").arg(&self.dir).status();
-        }
-        if let Some(dev) = &self.loopdev {
-            let _ = Command::new("losetup").arg("-d").arg(dev).status();
-        }
-        let _ = fs::remove_file(&self.image);
     }
 }
 
@@ -519,9 +462,12 @@ pub fn run(quick: bool, rootless: bool) -> Result<()> {
         );
     }
     let mut rss = vec![None; impls.len()];
-    let scratch = Scratch::make()
-        .map_err(|e| eprintln!("no scratch ext4 ({e:#}); running on the host's disk"))
-        .ok();
+    let scratch = Scratch::make(
+        &Path::new(ROOT).join("scratch"),
+        &Path::new(ROOT).join("scratch.img"),
+    )
+    .map_err(|e| eprintln!("no scratch ext4 ({e:#}); running on the host's disk"))
+    .ok();
     let work = scratch
         .as_ref()
         .map_or_else(|| PathBuf::from(ROOT), |s| s.dir.clone());

@@ -17,6 +17,7 @@ mod bench_unionfs;
 mod env;
 mod fuzz;
 mod measure;
+mod scratch;
 
 use std::path::PathBuf;
 

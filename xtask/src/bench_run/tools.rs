@@ -13,6 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::scratch::Scratch;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -262,6 +264,9 @@ pub fn check_interrupted() -> Result<()> {
 /// through each tool, then the daemon, then mounts, then files.
 pub struct Session {
     pub scratch: PathBuf,
+    /// The fresh ext4 mounted at `scratch`, if it could be made (see
+    /// `crate::scratch`); dropped after `clean` has unmounted it.
+    _fs: Option<Scratch>,
     pub tools: Vec<Tool>,
     dockerd: Option<Dockerd>,
     /// Host dirs of [`HOST_LITTER`] that were not there when we started.
@@ -289,10 +294,20 @@ impl Session {
             remove_tree(&scratch)?;
         }
         std::fs::create_dir_all(&scratch)?;
+        let fs = if crate::env::is_root() {
+            Scratch::make(&scratch, &scratch.with_extension("img"))
+                .map_err(|e| {
+                    eprintln!("bench: no scratch ext4 ({e:#}); running on the host's disk")
+                })
+                .ok()
+        } else {
+            None
+        };
         // The rootless columns must reach the tarball and their own dirs.
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))?;
         Ok(Session {
             scratch,
+            _fs: fs,
             tools: Vec::new(),
             dockerd: None,
             absent: HOST_LITTER
